@@ -1,0 +1,1 @@
+"""Canary releases: state, traffic backends, analysis from Prometheus, the automatic runner."""

@@ -1,0 +1,122 @@
+"""Local traffic backend: the local environment's HAProxy, driven through its runtime API.
+
+Weights change at runtime (no reload, in-flight requests unaffected). Promotion copies the canary's
+version into the stable slot, as Flagger does: all traffic moves to the canary, the stable server is
+restarted on the new version, traffic moves back, the canary is stopped. Every move waits for the
+receiving server to be ready, so no request is sent to a server that cannot answer it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mlship import names
+from mlship.canary.backend import Routing
+from mlship.errors import RefusedError
+from mlship.local.environment import LocalEnvironment
+from mlship.local.processes import wait_until
+
+DRAIN_TIMEOUT_S = 30.0
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, env: LocalEnvironment) -> None:
+        self.env = env
+
+    def _require_router(self) -> None:
+        if self.env.running("router") is None or self.env.running(names.ROLE_STABLE) is None:
+            raise RefusedError("the local environment is not running: `mlship local up` first")
+
+    def routing(self) -> Routing:
+        self._require_router()
+        servers = self.env.router().servers()
+        state = self.env.load()
+        stable = state.components.get(names.ROLE_STABLE)
+        canary = self.env.running(names.ROLE_CANARY, state)
+        canary_server = servers.get(names.ROLE_CANARY)
+        stable_server = servers.get(names.ROLE_STABLE)
+        weight = 0
+        if canary is not None and canary_server and not canary_server.admin_maint:
+            total = canary_server.weight + (stable_server.weight if stable_server else 0)
+            weight = round(100 * canary_server.weight / total) if total else 0
+        return Routing(
+            stable_version=stable.version if stable else None,
+            canary_version=canary.version if canary else None,
+            weight=weight,
+            shadow=self.env.shadow_file.exists(),
+        )
+
+    def deploy_canary(self, version: str, *, shadow: bool) -> None:
+        self._require_router()
+        router = self.env.router()
+        router.set_weights(0)
+        self.env.start_server(names.ROLE_CANARY, version)
+        router.set_state(names.ROLE_CANARY, "ready")
+        self._wait_operational(names.ROLE_CANARY)
+        self.env.set_shadow(version if shadow else None)
+
+    def set_weight(self, weight: int) -> None:
+        self._require_router()
+        if weight > 0 and self.env.running(names.ROLE_CANARY) is None:
+            raise RefusedError("no canary server is running")
+        self.env.set_shadow(None)
+        self.env.router().set_weights(weight)
+
+    def promote(self) -> None:
+        self._require_router()
+        state = self.env.load()
+        canary = self.env.running(names.ROLE_CANARY, state)
+        if canary is None or canary.version is None:
+            raise RefusedError("no canary server is running: nothing to promote")
+        self.env.set_shadow(None)
+        self._swap_stable(canary.version)
+        self._retire_canary()
+
+    def rollback(self) -> None:
+        self._require_router()
+        self.env.set_shadow(None)
+        self.env.router().set_weights(0)  # at once: no new request goes to the canary
+        self._retire_canary()
+
+    def deploy_stable(self, version: str) -> None:
+        """Serve ``version`` as stable without analysis: stage it in the canary slot, then promote it."""
+        self._require_router()
+        if self.env.running(names.ROLE_CANARY) is not None:
+            raise RefusedError("a canary is running: promote or roll it back first")
+        self.deploy_canary(version, shadow=False)
+        self.promote()
+
+    # --- steps ---------------------------------------------------------------------------------
+    def _swap_stable(self, version: str) -> None:
+        router = self.env.router()
+        router.set_weights(100)
+        self._drain(names.ROLE_STABLE)
+        router.set_state(names.ROLE_STABLE, "maint")
+        self.env.stop_server(names.ROLE_STABLE)
+        self.env.start_server(names.ROLE_STABLE, version)
+        router.set_state(names.ROLE_STABLE, "ready")
+        self._wait_operational(names.ROLE_STABLE)
+        router.set_weights(0)
+
+    def _retire_canary(self) -> None:
+        router = self.env.router()
+        self._drain(names.ROLE_CANARY)
+        router.set_state(names.ROLE_CANARY, "maint")
+        self.env.stop_server(names.ROLE_CANARY)
+
+    def _drain(self, role: str) -> None:
+        """Wait until the server has no request in flight (its weight is already 0)."""
+        router = self.env.router()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline and router.sessions(role) > 0:
+            time.sleep(0.05)
+
+    def _wait_operational(self, role: str) -> None:
+        router = self.env.router()
+        wait_until(
+            lambda: (s := router.servers().get(role)) is not None and s.operational and not s.admin_maint,
+            timeout=15,
+            what=f"HAProxy health check of the {role} server",
+        )

@@ -1,0 +1,58 @@
+"""`mlship` command line: one typer sub-application per concern, each in mlship/commands/."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from mlship.errors import MlshipError
+from mlship.paths import use_project_bentoml_home
+
+# (module under mlship.commands, sub-command name or None to add its commands at top level)
+COMMAND_MODULES: list[tuple[str, str | None]] = [
+    ("images", "images"),
+    ("model", "model"),
+    ("local", "local"),
+    ("load", None),
+    ("build", None),
+    ("demo", None),
+    ("canary", "canary"),
+    ("render", None),
+    ("drift", None),
+    ("reliability", None),
+    ("score", None),
+]
+
+app = typer.Typer(
+    name="mlship",
+    help="Take a trained ML model to production and keep it healthy there.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    for module_name, group in COMMAND_MODULES:
+        module = importlib.import_module(f"mlship.commands.{module_name}")
+        if group is None:
+            app.registered_commands.extend(module.app.registered_commands)
+        else:
+            app.add_typer(module.app, name=group)
+
+
+_register()
+
+
+def main() -> None:
+    """Entry point: MlshipError becomes one clear message and its exit code, never a traceback."""
+    # BentoML reads BENTOML_HOME when first imported (lazily, inside commands): set it first.
+    use_project_bentoml_home()
+    try:
+        app()
+    except MlshipError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,1 @@
+"""Sub-commands of the `mlship` CLI, one module per concern."""

@@ -1,0 +1,249 @@
+"""`mlship canary ...`: release a new model version step by step, judged from Prometheus."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from mlship.canary.controller import Controller
+from mlship.canary.judge import Verdict
+from mlship.canary.report import write_report
+from mlship.canary.state import RolloutState, StateStore
+from mlship.config import Config, load_config
+from mlship.errors import RefusedError
+from mlship.promclient import Prometheus
+
+app = typer.Typer(help="Canary releases: shadow, step, judge, promote or roll back.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", help="`local` or a Pulumi stack (default: the running rollout's, else local)"),
+]
+PromOption = Annotated[str | None, typer.Option(help="Prometheus URL (default: the local environment's)")]
+
+
+def _parse_steps(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            f"--steps expects comma-separated percentages like 5,10,25,50,100, got {text!r}"
+        ) from None
+
+
+def build_controller(config: Config, env: str | None, prometheus_url: str | None) -> Controller:
+    """The controller for ``env``: the local environment, or a Pulumi stack through the Automation API."""
+    existing = StateStore().load()
+    env = env or (existing.env if existing is not None and existing.active else "local")
+    if env == "local":
+        from mlship.canary.backends.local import LocalBackend
+        from mlship.canary.publish import TextfilePublisher
+        from mlship.local.environment import LocalEnvironment
+
+        local = LocalEnvironment(config)
+        prom = Prometheus(prometheus_url or local.prometheus_url)
+        return Controller(
+            config,
+            LocalBackend(local),
+            prom,
+            env_name="local",
+            publisher=TextfilePublisher(local.textfile_dir),
+        )
+    if prometheus_url is None:
+        raise RefusedError(f"--prometheus-url is required for stack {env!r} (the cluster's Prometheus)")
+    from mlship.canary.analysis import KUBERNETES, Analyzer
+    from mlship.canary.backends.kubernetes import AutomationWorkspace, KubernetesBackend
+    from mlship.paths import project_root
+
+    prom = Prometheus(prometheus_url)
+    backend = KubernetesBackend(AutomationWorkspace(env, project_root() / "pulumi"), config.model.name)
+    return Controller(config, backend, prom, env_name=env, analyzer=Analyzer(prom, KUBERNETES))
+
+
+@app.command()
+def start(
+    version: Annotated[str, typer.Argument(help="model version to release")],
+    env: EnvOption = None,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 5,10,25,50,100")] = None,
+    shadow: Annotated[
+        bool, typer.Option(help="mirror traffic to the candidate first (answers never served)")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="release a model the quality gate has not blessed")] = False,
+    prometheus_url: PromOption = None,
+) -> None:
+    """Deploy VERSION as the canary at the first step (or in shadow). Refused changes nothing."""
+    config = load_config()
+    controller = build_controller(config, env, prometheus_url)
+    state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
+    where = "shadow (mirrored traffic)" if state.phase == "shadow" else f"{state.weight}% of traffic"
+    console.print(f"canary {state.canary_version} started: {where}; stable {state.stable_version}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="the RolloutState JSON (schema: README)")] = False,
+) -> None:
+    """The current (or last) rollout: phase, versions, weight, step, last verdict with its evidence."""
+    state = StateStore().load()
+    if as_json:
+        typer.echo(state.model_dump_json(indent=2) if state else json.dumps({"phase": "idle"}))
+        return
+    if state is None:
+        console.print("no rollout yet")
+        return
+    console.print(_panel(state, None))
+
+
+@app.command()
+def analyze(
+    env: EnvOption = None,
+    prometheus_url: PromOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Judge the running canary now (no action taken)."""
+    controller = build_controller(load_config(), env, prometheus_url)
+    verdict = controller.analyze()
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+        return
+    console.print(_verdict_table(verdict))
+    console.print(f"[bold]{verdict.decision}[/]: {verdict.reason}")
+
+
+@app.command()
+def promote(env: EnvOption = None, prometheus_url: PromOption = None) -> None:
+    """Make the canary the new stable version now (the previous one is kept for rollback --to previous)."""
+    controller = build_controller(load_config(), env, prometheus_url)
+    state = controller.promote()
+    _finish(state)
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        str | None, typer.Option("--to", help="`previous`: serve the previous stable again")
+    ] = None,
+    env: EnvOption = None,
+    prometheus_url: PromOption = None,
+) -> None:
+    """Send 0% to the canary at once and remove it; or, with --to previous, restore the previous stable."""
+    controller = build_controller(load_config(), env, prometheus_url)
+    if to is not None:
+        if to != "previous":
+            raise typer.BadParameter("--to accepts only `previous`")
+        version = controller.rollback_to_previous()
+        console.print(f"stable is {version} again")
+        return
+    _finish(controller.rollback())
+
+
+@app.command()
+def run(
+    version: Annotated[str, typer.Argument(help="model version to release")],
+    env: EnvOption = None,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 5,10,25,50,100")] = None,
+    shadow: Annotated[bool, typer.Option(help="start with a shadow phase")] = False,
+    force: Annotated[bool, typer.Option(help="release a model the quality gate has not blessed")] = False,
+    prometheus_url: PromOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
+) -> None:
+    """Start (or resume) a rollout and drive it until promoted or rolled back, with a live view."""
+    config = load_config()
+    controller = build_controller(config, env, prometheus_url)
+    store = controller.store
+    with store.runner_lock():
+        state = store.load()
+        if state is not None and state.active:
+            if not state.canary_version.startswith(version.split(":")[-1]):
+                raise RefusedError(
+                    f"a rollout of {state.canary_version} is running; finish it before releasing {version}"
+                )
+            err.print(f"resuming rollout {state.rollout_id} ({state.phase}, weight {state.weight}%)")
+        else:
+            state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
+        state = drive(controller, quiet=as_json)
+    if as_json:
+        png, page = write_report(state)
+        err.print(f"report: {page} (plot {png})")
+        typer.echo(state.model_dump_json(indent=2))
+    else:
+        _finish(state)
+
+
+def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
+    """Tick until the rollout ends, with a live view; Ctrl-C leaves it where it is (`run` resumes)."""
+    state = controller.active()
+    view = err if quiet else console
+    try:
+        with Live(_panel(state, None), console=view, refresh_per_second=4, transient=quiet) as live:
+            return controller.run_until_done(lambda s, v: live.update(_panel(s, v)))
+    except KeyboardInterrupt:
+        state = controller.store.load() or state
+        err.print(
+            f"[yellow]interrupted[/]: the rollout stays at {state.weight}% "
+            f"(`mlship canary run {state.canary_version}` resumes it)"
+        )
+        raise typer.Exit(130) from None
+
+
+def _finish(state: RolloutState) -> None:
+    png, page = write_report(state)
+    color = "green" if state.phase == "promoted" else "red"
+    console.print(f"[bold {color}]{state.phase}[/] {state.canary_version}: {state.reason}")
+    console.print(f"report: {page} (plot {png})")
+
+
+def _verdict_table(verdict: Verdict) -> Table:
+    table = Table(title="signals", title_justify="left")
+    for col in ("signal", "ready", "rejected", "evidence"):
+        table.add_column(col)
+    signals: dict[str, Any] = verdict.evidence.get("signals", {})
+    for name, ev in signals.items():
+        keys = (
+            "canary_rate",
+            "stable_rate",
+            "canary_estimate",
+            "stable_estimate",
+            "ratio_estimate",
+            "psi",
+            "share_beyond",
+        )
+        summary = ", ".join(f"{k}={_fmt(ev[k])}" for k in keys if ev.get(k) is not None)
+        table.add_row(
+            name, "yes" if ev.get("ready") else "no", "[red]YES[/]" if ev.get("rejected") else "no", summary
+        )
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _panel(state: RolloutState, verdict: Verdict | None) -> Panel:
+    head = Table.grid(padding=(0, 2))
+    step = "shadow" if state.step_index < 0 else f"{state.step_index + 1}/{len(state.steps)}"
+    head.add_row("rollout", state.rollout_id, "phase", state.phase)
+    head.add_row("stable", state.stable_version, "canary", state.canary_version)
+    head.add_row("step", step, "weight", f"{state.weight}%")
+    last = verdict.to_dict() if verdict else (state.last_verdict.model_dump() if state.last_verdict else None)
+    parts: list[Any] = [head]
+    if last:
+        evidence = last.get("evidence", {})
+        parts.append(
+            f"canary samples this step: {evidence.get('step_canary_requests', 0):.0f}"
+            f"/{evidence.get('required_samples', '?')}"
+        )
+        if verdict is not None:
+            parts.append(_verdict_table(verdict))
+        parts.append(f"[bold]{last['decision']}[/]: {last['reason']}")
+    return Panel(Group(*parts), title="mlship canary", title_align="left")

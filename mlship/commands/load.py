@@ -1,0 +1,99 @@
+"""`mlship load`: replay patient rows through the proxy and report what came back."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mlship import load as loadgen
+from mlship import registry
+from mlship.config import load_config
+from mlship.local.environment import LocalEnvironment
+
+app = typer.Typer()
+console = Console()
+
+
+def _parse_shifts(values: list[str]) -> dict[str, float]:
+    shifts = {}
+    for item in values:
+        name, sep, delta = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            shifts[name.strip()] = float(delta)
+        except ValueError:
+            raise typer.BadParameter(f"--shift expects FEATURE=DELTA (e.g. bmi=5), got {item!r}") from None
+    return shifts
+
+
+@app.command()
+def load(
+    rps: Annotated[float, typer.Option(min=0.1, max=5000, help="requests per second")] = 20.0,
+    duration: Annotated[float, typer.Option(min=0.1, max=86400, help="seconds")] = 10.0,
+    url: Annotated[str | None, typer.Option(help="target (default: the local proxy)")] = None,
+    shift: Annotated[list[str] | None, typer.Option(help="FEATURE=DELTA: shift a feature (drift)")] = None,
+    invalid_share: Annotated[float, typer.Option(min=0.0, max=0.99, help="share of invalid requests")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Replay patient rows at a constant rate; report sent/ok/4xx/5xx and latency percentiles."""
+    config = load_config()
+    target = url or LocalEnvironment(config).proxy_url
+    rows = loadgen.traffic_rows(seed=config.model.seed, test_size=config.model.test_size)
+    shifts = _parse_shifts(shift or [])
+    if shifts:
+        models = registry.list_models(config.model.name)
+        if not models:
+            raise typer.BadParameter("--shift needs a registered model's schema: run `mlship model train`")
+        try:
+            rows = loadgen.shift_rows(rows, shifts, models[-1].schema.features)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    total = int(rps * duration)
+    if as_json:
+        report = loadgen.run_load(target, rows, rps=rps, duration_s=duration, invalid_share=invalid_share)
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    with Progress(
+        TextColumn("[bold]load[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"{rps:g} req/s to {target}", total=total)
+        report = loadgen.run_load(
+            target,
+            rows,
+            rps=rps,
+            duration_s=duration,
+            invalid_share=invalid_share,
+            on_tick=lambda r: progress.update(task, completed=r.sent),
+        )
+    print_report(report)
+
+
+def print_report(report: loadgen.LoadReport) -> None:
+    table = Table(title=f"load: {report.target}", title_justify="left")
+    for col in ("sent", "ok", "4xx", "5xx", "failed", "req/s", "p50 ms", "p90 ms", "p99 ms", "versions"):
+        table.add_column(col, justify="right")
+    lat = report.latency_ms
+    table.add_row(
+        str(report.sent),
+        str(report.ok),
+        str(report.client_errors),
+        str(report.server_errors),
+        str(report.failed),
+        f"{report.achieved_rps:g}",
+        str(lat.get("p50", "-")),
+        str(lat.get("p90", "-")),
+        str(lat.get("p99", "-")),
+        ", ".join(f"{v}:{n}" for v, n in sorted(report.versions.items())),
+    )
+    console.print(table)

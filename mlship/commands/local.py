@@ -1,0 +1,65 @@
+"""`mlship local up|down|status`: the local environment (real processes on loopback)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlship.config import load_config
+from mlship.local.environment import LocalEnvironment
+from mlship.releases import Releases
+
+app = typer.Typer(
+    help="The local environment: BentoML servers behind HAProxy, Prometheus.", no_args_is_help=True
+)
+console = Console()
+
+
+@app.command()
+def up(
+    model: Annotated[
+        str | None, typer.Option("--model", help="version to serve as stable (first start only)")
+    ] = None,
+) -> None:
+    """Start (or complete) the local environment; running twice is harmless."""
+    env = LocalEnvironment(load_config())
+    statuses = env.up(model)
+    stable = next(s for s in statuses if s.name == "stable")
+    if stable.version:
+        Releases.load().record(stable.version, "initial")
+    _print(env)
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly the processes mlship started."""
+    env = LocalEnvironment(load_config())
+    stopped = env.down()
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show each component: running, ready, version, address, log file."""
+    env = LocalEnvironment(load_config())
+    if as_json:
+        typer.echo(json.dumps(env.status_dict(), indent=2))
+        return
+    _print(env)
+
+
+def _print(env: LocalEnvironment) -> None:
+    table = Table(title="local environment", title_justify="left")
+    for col in ("component", "state", "version", "address", "log"):
+        table.add_column(col)
+    for s in env.status():
+        state = "[green]ready[/]" if s.ready else "[yellow]starting[/]" if s.running else "[dim]stopped[/]"
+        table.add_row(s.name, state, s.version or "", s.url or "", s.log or "")
+    console.print(table)
+    console.print(f"predict: POST {env.proxy_url}/predict    Prometheus: {env.prometheus_url}")

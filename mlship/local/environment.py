@@ -1,0 +1,455 @@
+"""`mlship local up|down|status`: the embedded default environment, on this machine, loopback only.
+
+Components (each a real process mlship starts and stops):
+  stable / canary  - `bentoml serve` of bento/service.py, one per model version (ports 3001 / 3002)
+  router           - HAProxy on 127.0.0.1:8080, weighted between stable and canary (runtime API)
+  prometheus       - Prometheus on 127.0.0.1:9090, scraping servers, router and node exporter,
+                     with the project's rule files loaded
+  node_exporter    - Debian's prometheus-node-exporter on 127.0.0.1:9100 (host metrics, and the
+                     textfile collector through which the canary runner publishes its state)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlship import names, registry
+from mlship.config import Config, LocalConfig
+from mlship.errors import EnvironmentNotReady, RefusedError
+from mlship.local import haproxy, prometheus
+from mlship.local.processes import alive, cmdline, free_ports, require_port, spawn, stop, wait_until
+from mlship.local.state import Component, EnvState
+from mlship.paths import bentoml_home, project_root, state_dir
+from mlship.progress import status
+
+BINARIES = {
+    "router": ("haproxy", "haproxy"),
+    "prometheus": ("prometheus", "prometheus"),
+    "node_exporter": ("prometheus-node-exporter", "prometheus-node-exporter"),
+}
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    running: bool
+    ready: bool
+    pid: int | None
+    url: str | None
+    version: str | None
+    log: str | None
+
+
+PORT_KEYS = (
+    "proxy_port",
+    "router_metrics_port",
+    "prometheus_port",
+    "stable_port",
+    "canary_port",
+    "node_exporter_port",
+)
+
+
+def on_free_ports(local: LocalConfig) -> LocalConfig:
+    """``local`` with every port replaced by a free loopback port (tests, benchmarks, campaigns)."""
+    return local.model_copy(update=dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True)))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalEnvironment:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dir = state_dir() / "local"
+        self.state_file = self.dir / "env.json"
+        self.logs = self.dir / "logs"
+        self.haproxy_cfg = self.dir / "haproxy.cfg"
+        self.haproxy_sock = self.dir / "haproxy.sock"
+        self.haproxy_state = self.dir / "haproxy.state"
+        self.prometheus_cfg = self.dir / "prometheus.yml"
+        self.rules_dir = self.dir / "rules"
+        self.targets_dir = self.dir / "targets"
+        self.textfile_dir = self.dir / "textfile"
+        self.shadow_file = self.dir / "shadow.json"
+
+    # --- addresses ---------------------------------------------------------------------------
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.local.proxy_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.local.prometheus_port}"
+
+    @property
+    def router_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.local.router_metrics_port}/metrics"
+
+    def server_port(self, role: str) -> int:
+        return self.config.local.stable_port if role == names.ROLE_STABLE else self.config.local.canary_port
+
+    def server_url(self, role: str) -> str:
+        return f"http://127.0.0.1:{self.server_port(role)}"
+
+    def router(self) -> haproxy.RuntimeApi:
+        return haproxy.RuntimeApi(self.haproxy_sock)
+
+    # --- state -------------------------------------------------------------------------------
+    def load(self) -> EnvState:
+        return EnvState.load(self.state_file)
+
+    def running(self, name: str, state: EnvState | None = None) -> Component | None:
+        comp = (state or self.load()).components.get(name)
+        if comp and alive(comp.pid) and comp.argv0 in cmdline(comp.pid):
+            return comp
+        return None
+
+    # --- prerequisites -------------------------------------------------------------------------
+    def check_prerequisites(self, *, stable_version: str | None) -> None:
+        """Everything `up` needs, checked before anything is started or written."""
+        state = self.load()
+        for comp, (binary, package) in BINARIES.items():
+            if self.running(comp, state) is None and shutil.which(binary) is None:
+                raise EnvironmentNotReady(
+                    f"`{binary}` not found: run `make setup` or `apt-get install {package}`"
+                )
+        ports = {
+            names.ROLE_STABLE: (self.config.local.stable_port, "stable model server", "local.stable_port"),
+            "router": (self.config.local.proxy_port, "proxy", "local.proxy_port"),
+            "router_metrics": (
+                self.config.local.router_metrics_port,
+                "router metrics",
+                "local.router_metrics_port",
+            ),
+            "prometheus": (self.config.local.prometheus_port, "Prometheus", "local.prometheus_port"),
+            "node_exporter": (
+                self.config.local.node_exporter_port,
+                "node exporter",
+                "local.node_exporter_port",
+            ),
+        }
+        for comp, (port, what, setting) in ports.items():
+            owner = "router" if comp == "router_metrics" else comp
+            if self.running(owner, state) is None:
+                require_port(port, what, setting)
+        if stable_version is not None:
+            registry.resolve(self.config.model.name, stable_version)
+
+    # --- up / down -------------------------------------------------------------------------------
+    def up(self, stable_version: str | None = None) -> list[ComponentStatus]:
+        state = self.load()
+        current = self.running(names.ROLE_STABLE, state)
+        if current is not None and stable_version and not stable_version.endswith(current.version or "?"):
+            raise RefusedError(
+                f"the local environment already serves {current.version} as stable; release "
+                f"{stable_version} with `mlship canary run {stable_version}` (or `mlship local down` first)"
+            )
+        version = current.version if current else self._initial_version(stable_version)
+        self.check_prerequisites(stable_version=version if current is None else None)
+        for d in (self.logs, self.rules_dir, self.targets_dir, self.textfile_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if current is None:
+            self.shadow_file.unlink(missing_ok=True)
+            self.start_server(names.ROLE_STABLE, version)
+        self._start_router()
+        self._start_node_exporter()
+        self._start_prometheus()
+        return self.status()
+
+    def _initial_version(self, requested: str | None) -> str:
+        if requested:
+            return registry.resolve(self.config.model.name, requested).version
+        from mlship.releases import Releases
+
+        stable = Releases.load().stable
+        if stable:
+            return stable
+        models = registry.list_models(self.config.model.name)
+        if not models:
+            raise RefusedError("no model is registered: run `mlship model train` first")
+        return models[0].version
+
+    def down(self) -> list[str]:
+        """Stop exactly what `up` (and the canary commands) started; returns what was stopped."""
+        state = self.load()
+        stopped = []
+        for name in (names.ROLE_CANARY, names.ROLE_STABLE, "router", "prometheus", "node_exporter"):
+            comp = state.components.pop(name, None)
+            if comp and stop(comp.pid, expect=comp.argv0):
+                stopped.append(name)
+        state.save(self.state_file)
+        self.shadow_file.unlink(missing_ok=True)
+        return stopped
+
+    # --- model servers ---------------------------------------------------------------------------
+    def start_server(self, role: str, version: str) -> Component:
+        """Start `bentoml serve` for ``version`` in the ``role`` slot and wait until /readyz says ready."""
+        record = registry.resolve(self.config.model.name, version)
+        state = self.load()
+        if self.running(role, state):
+            raise RefusedError(f"a {role} server is already running; stop it first")
+        port = self.server_port(role)
+        require_port(port, f"{role} model server", f"local.{role}_port")
+        bentoml = Path(sys.executable).with_name("bentoml")
+        argv = [
+            str(bentoml),
+            "serve",
+            "service:ModelService",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--working-dir",
+            str(project_root() / "bento"),
+        ]
+        env = {
+            "BENTOML_HOME": str(self._server_home(role)),
+            "BENTOML_DO_NOT_TRACK": "True",
+            "MLSHIP_MODEL_NAME": record.name,
+            "MLSHIP_MODEL_TAG": record.tag,
+            "MLSHIP_ROLE": role,
+            "MLSHIP_WORKERS": str(self.config.local.workers),
+        }
+        if role == names.ROLE_STABLE:
+            env["MLSHIP_SHADOW_FILE"] = str(self.shadow_file)
+        log = self.logs / f"{role}.log"
+        with status(f"starting {role} model server {record.version} on 127.0.0.1:{port}"):
+            proc = spawn(role, argv, log=log, env=env)
+            comp = Component(
+                pid=proc.pid, log=str(log), argv0="service:ModelService", port=port, version=record.version
+            )
+            state.components[role] = comp
+            state.save(self.state_file)
+            try:
+                wait_until(
+                    lambda: _http_ok(f"{self.server_url(role)}/readyz"),
+                    timeout=self.config.local.start_timeout_s,
+                    what=f"{role} model server",
+                    pid=proc.pid,
+                    log=log,
+                )
+            except EnvironmentNotReady:
+                stop(proc.pid)
+                state.components.pop(role, None)
+                state.save(self.state_file)
+                raise
+        self._write_targets(state)
+        return comp
+
+    def _server_home(self, role: str) -> Path:
+        """A BENTOML_HOME per server, sharing the project's model store.
+
+        BentoML keeps its Prometheus multiprocess files in $BENTOML_HOME/prometheus_multiproc_dir and
+        serves every file there on /metrics: two servers sharing a home would report each other's
+        samples (and wipe them on start). Each server gets its own home whose `models` is the store.
+        """
+        home = self.dir / f"bentoml-{role}"
+        home.mkdir(parents=True, exist_ok=True)
+        link = home / "models"
+        store = bentoml_home() / "models"
+        store.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(store, target_is_directory=True)
+        shutil.rmtree(home / "prometheus_multiproc_dir", ignore_errors=True)
+        return home
+
+    def stop_server(self, role: str) -> bool:
+        state = self.load()
+        comp = state.components.pop(role, None)
+        stopped = bool(comp and stop(comp.pid, expect=comp.argv0))
+        state.save(self.state_file)
+        self._write_targets(state)
+        return stopped
+
+    def _write_targets(self, state: EnvState) -> None:
+        servers = {
+            role: comp.port or self.server_port(role)
+            for role, comp in state.components.items()
+            if role in names.ROLES and self.running(role, state)
+        }
+        prometheus.write_model_targets(self.targets_dir, servers)
+
+    # --- shadow ----------------------------------------------------------------------------------
+    def set_shadow(self, candidate_version: str | None) -> None:
+        """Tell the stable server to mirror requests to the canary slot (None: stop mirroring)."""
+        if candidate_version is None:
+            self.shadow_file.unlink(missing_ok=True)
+            return
+        tmp = self.shadow_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"url": self.server_url(names.ROLE_CANARY), "candidate_version": candidate_version})
+        )
+        tmp.replace(self.shadow_file)
+
+    # --- router ------------------------------------------------------------------------------------
+    def _start_router(self) -> None:
+        state = self.load()
+        if self.running("router", state):
+            return
+        text = haproxy.render_config(
+            self.config.local,
+            socket_path=self.haproxy_sock,
+            weights={names.ROLE_STABLE: 100, names.ROLE_CANARY: 0},
+            state_file=self.haproxy_state,
+        )
+        self.haproxy_state.unlink(missing_ok=True)  # a fresh router starts from the file's weights
+        self.haproxy_cfg.write_text(text, encoding="utf-8")
+        check = subprocess.run(
+            ["haproxy", "-c", "-q", "-f", str(self.haproxy_cfg)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise EnvironmentNotReady(f"generated HAProxy config is invalid:\n{check.stderr.strip()}")
+        log = self.logs / "router.log"
+        proc = spawn("router", ["haproxy", "-W", "-db", "-f", str(self.haproxy_cfg)], log=log)
+        state.components["router"] = Component(
+            pid=proc.pid, log=str(log), argv0=str(self.haproxy_cfg), port=self.config.local.proxy_port
+        )
+        state.save(self.state_file)
+        wait_until(
+            lambda: _http_ok(self.router_metrics_url), timeout=20, what="HAProxy", pid=proc.pid, log=log
+        )
+
+    def reload_router(self) -> None:
+        """Graceful reload (SIGUSR2 to the master): new workers take over, in-flight requests finish.
+
+        The runtime state (weights, maintenance) is saved first and loaded by the new workers, so a
+        reload never moves traffic; returns once the new workers answer on the runtime API.
+        """
+        comp = self.running("router")
+        if comp is None:
+            raise RefusedError("the router is not running: `mlship local up`")
+        self.haproxy_state.write_text(self.router().command("show servers state"), encoding="utf-8")
+        os.kill(comp.pid, signal.SIGUSR2)  # not 10: that is SIGUSR1, a graceful *stop*
+        wait_until(self._router_answers, timeout=20, what="HAProxy after reload")
+
+    def _router_answers(self) -> bool:
+        try:
+            return bool(self.router().servers())
+        except haproxy.RouterError:
+            return False
+
+    # --- node exporter -------------------------------------------------------------------------------
+    def _start_node_exporter(self) -> None:
+        state = self.load()
+        if self.running("node_exporter", state):
+            return
+        port = self.config.local.node_exporter_port
+        log = self.logs / "node_exporter.log"
+        argv = [
+            "prometheus-node-exporter",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--collector.textfile.directory={self.textfile_dir}",
+        ]
+        proc = spawn("node_exporter", argv, log=log)
+        state.components["node_exporter"] = Component(
+            pid=proc.pid, log=str(log), argv0="node-exporter", port=port
+        )
+        state.save(self.state_file)
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_until(lambda: _http_ok(url), timeout=20, what="node exporter", pid=proc.pid, log=log)
+
+    # --- prometheus ----------------------------------------------------------------------------------
+    def write_rules(self) -> list[Path]:
+        from mlship.monitoring.rules import write_rule_files
+
+        for old in self.rules_dir.glob("*.yml"):
+            old.unlink()
+        return write_rule_files(self.rules_dir, self.config)
+
+    def _start_prometheus(self) -> None:
+        state = self.load()
+        self.write_rules()
+        self._write_targets(state)
+        self.prometheus_cfg.write_text(
+            prometheus.render_config(self.config, targets_dir=self.targets_dir, rules_dir=self.rules_dir),
+            encoding="utf-8",
+        )
+        check = subprocess.run(
+            ["promtool", "check", "config", str(self.prometheus_cfg)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise EnvironmentNotReady(
+                f"Prometheus config or rules invalid:\n{(check.stdout + check.stderr).strip()}"
+            )
+        if (comp := self.running("prometheus", state)) is not None:
+            os.kill(comp.pid, 1)  # SIGHUP: reload config and rules
+            return
+        log = self.logs / "prometheus.log"
+        argv = [
+            "prometheus",
+            f"--config.file={self.prometheus_cfg}",
+            f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{self.config.local.prometheus_port}",
+            "--storage.tsdb.retention.time=7d",
+            "--web.enable-lifecycle",
+        ]
+        proc = spawn("prometheus", argv, log=log)
+        state.components["prometheus"] = Component(
+            pid=proc.pid, log=str(log), argv0=str(self.prometheus_cfg), port=self.config.local.prometheus_port
+        )
+        state.save(self.state_file)
+        wait_until(
+            lambda: _http_ok(f"{self.prometheus_url}/-/ready"),
+            timeout=30,
+            what="Prometheus",
+            pid=proc.pid,
+            log=log,
+        )
+
+    # --- status --------------------------------------------------------------------------------------
+    def status(self) -> list[ComponentStatus]:
+        state = self.load()
+        checks: dict[str, tuple[str | None, str | None]] = {
+            names.ROLE_STABLE: (
+                self.server_url(names.ROLE_STABLE),
+                f"{self.server_url(names.ROLE_STABLE)}/readyz",
+            ),
+            names.ROLE_CANARY: (
+                self.server_url(names.ROLE_CANARY),
+                f"{self.server_url(names.ROLE_CANARY)}/readyz",
+            ),
+            "router": (self.proxy_url, self.router_metrics_url),
+            "prometheus": (self.prometheus_url, f"{self.prometheus_url}/-/ready"),
+            "node_exporter": (
+                f"http://127.0.0.1:{self.config.local.node_exporter_port}",
+                f"http://127.0.0.1:{self.config.local.node_exporter_port}/metrics",
+            ),
+        }
+        out = []
+        for name, (url, ready_url) in checks.items():
+            comp = self.running(name, state)
+            out.append(
+                ComponentStatus(
+                    name=name,
+                    running=comp is not None,
+                    ready=bool(comp and ready_url and _http_ok(ready_url)),
+                    pid=comp.pid if comp else None,
+                    url=url if comp else None,
+                    version=comp.version if comp else None,
+                    log=comp.log if comp else None,
+                )
+            )
+        return out
+
+    def status_dict(self) -> dict[str, Any]:
+        return {
+            "proxy_url": self.proxy_url,
+            "prometheus_url": self.prometheus_url,
+            "state_dir": str(self.dir),
+            "components": {s.name: s.__dict__ for s in self.status()},
+        }

@@ -1,0 +1,32 @@
+"""Monitoring limits that mlship.yaml does not (yet) expose, in one place with their reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    # Served-data window the drift statistics are computed over.
+    drift_window: str = "1h"
+    # Shares are clamped to this before PSI's log ratio (an empty bin would otherwise be infinite).
+    psi_epsilon: float = 1e-4
+    # Chi-square is only trusted when every bin expects at least this many observations (Cochran).
+    min_expected_per_bin: float = 5.0
+    # Kolmogorov-Smirnov distance between served and training predictions that matters in practice:
+    # at high traffic any difference is significant, so significance alone would page on noise.
+    prediction_ks_threshold: float = 0.1
+    # Share of prediction requests rejected as invalid input (4xx) over rejection_window.
+    rejection_ratio: float = 0.05
+    rejection_window: str = "15m"
+    # Share of re-checked rows whose online features differ from the offline pipeline's.
+    skew_mismatch_ratio: float = 0.01
+    skew_window: str = "1h"
+    # Window of the canary-versus-stable comparison.
+    canary_window: str = "10m"
+    # Hosts: free disk share, available memory share.
+    disk_free_ratio: float = 0.10
+    memory_available_ratio: float = 0.10
+
+
+LIMITS = Limits()

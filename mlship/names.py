@@ -1,0 +1,81 @@
+"""Names shared by the service, the local environment, the rules, the dashboards and the Pulumi program.
+
+Every Prometheus metric, label and process role that more than one part of mlship relies on is
+defined here once. Change a name here and every consumer follows.
+"""
+
+from __future__ import annotations
+
+# --- Roles -------------------------------------------------------------------------------------
+# A deployment always has a stable slot and may have a canary slot. Promotion copies the canary's
+# model version into the stable slot (as Flagger and Argo Rollouts do), so roles never swap names.
+ROLE_STABLE = "stable"
+ROLE_CANARY = "canary"
+ROLES = (ROLE_STABLE, ROLE_CANARY)
+
+# --- Labels ------------------------------------------------------------------------------------
+LABEL_MODEL_VERSION = "model_version"  # on every mlship_* service metric
+LABEL_ROLE = "role"  # added by the scrape config (local) or pod label relabeling (Kubernetes)
+LABEL_FEATURE = "feature"
+LABEL_BIN = "bin"
+LABEL_REASON = "reason"
+LABEL_FIELD = "field"
+
+# --- Service metrics (exported by bento/service.py) -------------------------------------------
+# Histogram of predicted values; buckets come from the training target distribution, so every
+# model version trained on the same data shares them and canary/stable can be compared bucket-wise.
+METRIC_PREDICTION = "mlship_prediction_value"
+# Cumulative share of the model's own training-set predictions at or below each `le` bucket.
+METRIC_PREDICTION_REFERENCE = "mlship_prediction_reference_share"
+# Counter of served feature values by training-reference bin (labels: feature, bin).
+METRIC_FEATURE_BIN = "mlship_feature_bin_total"
+# Gauge: share of the training data in each (feature, bin); the model carries its own reference.
+METRIC_FEATURE_REFERENCE = "mlship_feature_reference_share"
+# Counter of rejected inputs (labels: reason = pydantic error type, field = offending field).
+METRIC_REJECTED = "mlship_rejected_inputs_total"
+# Gauge = 1 with labels describing the loaded model (model_version, model_name, feature_version).
+METRIC_MODEL_INFO = "mlship_model_info"
+# Gauge: unix time the serving model was trained (staleness = time() - this).
+METRIC_MODEL_TRAINED = "mlship_model_trained_timestamp_seconds"
+# Counter of predictions served (labels: model_version, endpoint).
+METRIC_PREDICTIONS = "mlship_predictions_total"
+# Training/serving skew: a sample of served rows is recomputed through the offline (training) feature
+# pipeline; mismatches between the online and offline feature vectors are counted.
+METRIC_SKEW_CHECKS = "mlship_skew_checks_total"
+METRIC_SKEW_MISMATCHES = "mlship_skew_mismatches_total"
+# Shadow phase (local environment, application-level mirroring done by the stable server):
+# calls to the candidate (label result="ok"|"error") and |candidate - stable| per request.
+METRIC_SHADOW_REQUESTS = "mlship_shadow_requests_total"
+METRIC_SHADOW_ABS_DIFF = "mlship_shadow_abs_diff"
+
+# BentoML's own metrics (names fixed by BentoML 1.4).
+METRIC_BENTO_REQUESTS = "bentoml_service_request_total"
+METRIC_BENTO_DURATION = "bentoml_service_request_duration_seconds"
+# Buckets of that histogram, set by bento/service.py. One list for the service, the canary judge and the
+# SLO rules: fine steps (about x1.5) where canary comparisons need resolution, and the round values people
+# pick as SLO thresholds (a latency SLI counts the requests in the bucket ``le=threshold``).
+# fmt: off
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0,
+)
+# fmt: on
+
+# --- Router metrics (HAProxy's built-in Prometheus exporter, local environment) ----------------
+HAPROXY_BACKEND = "model"  # backend (proxy label) holding the servers named after ROLES
+METRIC_ROUTER_RESPONSES = "haproxy_server_http_responses_total"  # label code="1xx".."5xx","other"
+METRIC_ROUTER_CONN_ERRORS = "haproxy_server_connection_errors_total"
+METRIC_ROUTER_RESP_ERRORS = "haproxy_server_response_errors_total"
+METRIC_ROUTER_WEIGHT = "haproxy_server_weight"
+
+# --- Prometheus jobs ------------------------------------------------------------------------------
+JOB_MODEL = "mlship-model"
+JOB_ROUTER = "mlship-router"
+JOB_PROMETHEUS = "prometheus"
+JOB_NODE = "node"
+
+# --- HTTP API --------------------------------------------------------------------------------------
+ENDPOINT_PREDICT = "/predict"
+ENDPOINT_PREDICT_BATCH = "/predict_batch"
+MAX_BATCH_SIZE = 1000
+MAX_REQUEST_BYTES = 1_048_576  # enforced by the proxy (local) and the gateway (Kubernetes)

@@ -1,0 +1,75 @@
+"""A small client for Prometheus's HTTP API (instant and range queries), with clear errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from mlship.errors import MlshipError
+
+
+class PrometheusUnavailable(MlshipError):
+    exit_code = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+class Prometheus:
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(timeout=timeout, trust_env=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = self._client.get(f"{self.url}{path}", params=params)
+        except httpx.HTTPError as exc:
+            raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {exc}") from exc
+        try:
+            payload = response.json()
+        except ValueError:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.url} answered {response.status_code} with a non-JSON body"
+            ) from None
+        if payload.get("status") != "success":
+            raise MlshipError(
+                f"Prometheus rejected the query: {payload.get('errorType')}: {payload.get('error')}"
+            )
+        return payload["data"]
+
+    def ready(self) -> bool:
+        try:
+            return self._client.get(f"{self.url}/-/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, expr: str, *, time: float | None = None) -> list[Sample]:
+        params: dict[str, Any] = {"query": expr}
+        if time is not None:
+            params["time"] = time
+        data = self._get("/api/v1/query", params)
+        if data["resultType"] == "scalar":
+            return [Sample({}, float(data["result"][1]))]
+        return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
+
+    def scalar(self, expr: str, *, default: float | None = None) -> float | None:
+        """Sum of the query's samples, or ``default`` when it returns nothing."""
+        samples = self.query(expr)
+        return sum(s.value for s in samples) if samples else default
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[tuple[dict[str, str], list]]:
+        data = self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
+        return [(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+
+    def targets(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/targets", {"state": "active"})["activeTargets"])

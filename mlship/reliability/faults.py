@@ -1,0 +1,332 @@
+"""Faults injected while users send traffic and a canary rollout runs (the real controller, real processes).
+
+One rollout carries the three faults in turn, as they would happen in a real release:
+
+1. Prometheus stops during the analysis: the controller must hold (never advance without data), keep
+   a consistent state file, and carry on once Prometheus is back.
+2. The proxy's configuration is reloaded several times: no request lost, routing (weights, server
+   states) unchanged, the runtime API answering again.
+3. The canary server is killed: the router marks it down and retries its requests on stable (no
+   request lost), the judge rolls the release back and never promotes it.
+
+Every case restores the environment it found (missing processes restarted, weights re-applied), so
+one failure does not spill into the next case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from mlship import names
+from mlship.canary.backends.local import LocalBackend
+from mlship.canary.controller import Controller
+from mlship.canary.state import RolloutState, StateStore
+from mlship.config import Config
+from mlship.local.environment import LocalEnvironment
+from mlship.local.processes import alive, stop
+from mlship.promclient import Prometheus
+from mlship.releases import Releases
+from mlship.reliability.result import CaseResult, errored, skipped, verdict
+from mlship.reliability.traffic import Traffic
+
+AREA = "faults"
+# A short rollout: small sample sizes so each step takes seconds at the campaign's traffic rate. The
+# faults are about availability and missing data, not about how the candidate's predictions differ
+# from the baseline's (the judge's business, tests/canary): the prediction-shift limit is relaxed so
+# that difference does not hold the rollout (baseline and candidate PSI is about 0.5 on demo traffic).
+FAULT_CANARY = {
+    "steps": [25, 50, 100],
+    "min_samples": 100,
+    "max_step_seconds": 120.0,
+    "poll_seconds": 1.0,
+    "prediction_psi_limit": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    rps: float
+    outage_ticks: int  # controller ticks while Prometheus is down
+    reloads: int  # proxy reloads under load
+    advance_timeout_s: float = 120.0
+
+
+def fault_config(config: Config) -> Config:
+    return config.model_copy(update={"canary": config.canary.model_copy(update=FAULT_CANARY)})
+
+
+def _wait(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float | None:
+    """Seconds until ``check`` held, or None after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if check():
+                return time.monotonic() - start
+        except Exception:  # noqa: S110 - a component restarting answers errors; keep polling
+            pass
+        time.sleep(step)
+    return None
+
+
+def _state_consistent(env: LocalEnvironment, state: RolloutState | None) -> tuple[bool, str]:
+    """The state file parses against its schema and describes the routing HAProxy really applies."""
+    on_disk = StateStore().load()  # validates against RolloutState; raises on corruption
+    if on_disk is None or state is None:
+        return False, "no state file"
+    routing = LocalBackend(env).routing()
+    expected_weight = on_disk.weight if on_disk.active else 0
+    ok = on_disk.phase == state.phase and routing.weight == expected_weight
+    return ok, f"state {on_disk.phase} {on_disk.weight}%, router {routing.weight}%"
+
+
+def _restore(env: LocalEnvironment, controller: Controller) -> None:
+    """Restart what is missing and re-apply the rollout's weight."""
+    env.up()
+    state = controller.status()
+    if state is not None and state.active and env.running(names.ROLE_CANARY) is not None:
+        routing = LocalBackend(env).routing()
+        if routing.weight != state.weight:
+            LocalBackend(env).set_weight(state.weight)
+
+
+def prometheus_outage(
+    env: LocalEnvironment, controller: Controller, traffic: Traffic, settings: FaultSettings
+) -> CaseResult:
+    expected = (
+        "every verdict `wait` while Prometheus is down (no data is never a pass), weight held, state "
+        "file valid and matching the router; rollout advances once Prometheus is back; 0 requests lost"
+    )
+    case = "Prometheus stopped during canary analysis"
+    try:
+        mark = traffic.mark()
+        before = controller.active()
+        prom = env.running("prometheus")
+        if prom is None:
+            raise RuntimeError("Prometheus is not running")
+        stop(prom.pid, expect=prom.argv0)
+        decisions = []
+        for _ in range(settings.outage_ticks):
+            state, v = controller.tick()
+            decisions.append(v.decision)
+            time.sleep(controller.config.canary.poll_seconds)
+        held = state.phase == before.phase and state.weight == before.weight
+        consistent, described = _state_consistent(env, state)
+        env.up()  # Prometheus back (same data folder)
+        index = state.step_index
+        started = time.monotonic()
+        while time.monotonic() - started < settings.advance_timeout_s:
+            state, v = controller.tick()
+            if state.step_index != index or not state.active:
+                break
+            time.sleep(controller.config.canary.poll_seconds)
+        advanced = state.active and state.step_index == index + 1
+        resumed_in = time.monotonic() - started
+        sent, lost = traffic.since(mark)
+        ok = all(d == "wait" for d in decisions) and held and consistent and advanced and lost == 0
+        observed = (
+            f"{len(decisions)} ticks without Prometheus: {', '.join(decisions)}; weight held at "
+            f"{before.weight}%; {described}; after restart: "
+            + (f"advanced to {state.weight}% in {resumed_in:.0f}s" if advanced else f"{v.reason}")
+            + f"; {lost} of {sent} requests lost"
+        )
+        return verdict(
+            AREA,
+            case,
+            expected=expected,
+            observed=observed,
+            ok=ok,
+            decisions=decisions,
+            resumed_s=round(resumed_in, 1),
+            sent=sent,
+            lost=lost,
+        )
+    except Exception as exc:
+        return errored(AREA, case, expected=expected, exc=exc)
+    finally:
+        _restore(env, controller)
+
+
+def _routing_table(env: LocalEnvironment) -> dict[str, tuple[int, bool]]:
+    return {name: (s.weight, s.admin_maint) for name, s in env.router().servers().items()}
+
+
+def proxy_reload(
+    env: LocalEnvironment, controller: Controller, traffic: Traffic, settings: FaultSettings
+) -> CaseResult:
+    expected = (
+        f"{settings.reloads} graceful reloads mid-rollout: 0 requests lost, router still running, "
+        "weights and server states unchanged, state file matching the router"
+    )
+    case = "proxy configuration reloaded under load"
+    try:
+        state = controller.active()
+        before = _routing_table(env)
+        mark = traffic.mark()
+        events = []
+        for i in range(settings.reloads):
+            try:
+                env.reload_router()
+            except Exception as exc:  # the router did not survive the previous reload
+                events.append(f"reload {i + 1} refused: {exc}")
+                break
+            if _wait(lambda: bool(env.router().servers()), timeout=10) is None:
+                events.append(f"runtime API silent after reload {i + 1}")
+            time.sleep(1.5)
+        time.sleep(2)  # requests sent around the last reload get their answers
+        gone = env.running("router") is None
+        if gone:  # measure what users lose while it is down, then bring it back
+            time.sleep(3)
+            events.append("router process gone")
+        sent, lost = traffic.since(mark)
+        after = {} if gone else _routing_table(env)
+        consistent, described = (False, "router down") if gone else _state_consistent(env, state)
+        ok = lost == 0 and not gone and after == before and consistent and not events
+        observed = (
+            f"{lost} of {sent} requests lost; "
+            + ("; ".join(events) + "; " if events else "router running; ")
+            + f"weights/maint before {before}, after {after or 'unreadable'}; {described}"
+        )
+        return verdict(AREA, case, expected=expected, observed=observed, ok=ok, sent=sent, lost=lost)
+    except Exception as exc:
+        return errored(AREA, case, expected=expected, exc=exc)
+    finally:
+        _restore(env, controller)
+
+
+def canary_killed(
+    env: LocalEnvironment, controller: Controller, traffic: Traffic, settings: FaultSettings
+) -> CaseResult:
+    expected = (
+        "router marks the canary down and retries its requests on stable (0 lost); the controller rolls "
+        "the release back, never advances or promotes it; stable unchanged; state rolled_back, router 0%"
+    )
+    case = "canary server killed mid-rollout"
+    try:
+        state = controller.active()
+        stable_before = Releases.load().stable
+        canary = env.running(names.ROLE_CANARY)
+        if canary is None:
+            raise RuntimeError("no canary server is running")
+        weight = state.weight
+        mark = traffic.mark()
+        killed = time.monotonic()
+        processes = kill_tree(canary.pid)
+        marked_down = _wait(lambda: not env.router().servers()[names.ROLE_CANARY].operational, timeout=20)
+        crash = ""
+        try:
+            final = controller.run_until_done()
+        except Exception as exc:  # what `mlship canary run` would die of
+            crash = f"controller raised {type(exc).__name__}: {exc}"
+            final = controller.status() or state
+        decided = time.monotonic() - killed
+        time.sleep(2)
+        sent, lost = traffic.since(mark)
+        moved_on = [s.weight for s in final.history if s.weight > weight]
+        promoted = final.phase == "promoted"
+        routing = LocalBackend(env).routing()
+        consistent, described = _state_consistent(env, final)
+        ok = (
+            not crash
+            and final.phase == "rolled_back"
+            and not promoted
+            and not moved_on
+            and marked_down is not None
+            and lost == 0
+            and Releases.load().stable == stable_before
+            and routing.canary_version is None
+            and consistent
+            and not alive(canary.pid)
+            and not env.running(names.ROLE_CANARY)
+        )
+        evidence = final.last_verdict.evidence if final.last_verdict else {}
+        triggered = ", ".join(evidence.get("triggered_by", []))
+        outcome = crash or f"{final.phase} after {decided:.0f}s (triggered by {triggered or '-'})"
+        observed = (
+            f"killed ({processes} processes) at {weight}%; router marked it down in "
+            + (f"{marked_down:.1f}s" if marked_down is not None else "never (20s)")
+            + f"; {outcome}; phase {final.phase} at {final.weight}%"
+            + (f", advanced to {moved_on} after the kill" if moved_on else "")
+            + f"; {lost} of {sent} requests lost; {described}"
+        )
+        return verdict(
+            AREA,
+            case,
+            expected=expected,
+            observed=observed,
+            ok=ok,
+            marked_down_s=marked_down,
+            decided_s=round(decided, 1),
+            sent=sent,
+            lost=lost,
+        )
+    except Exception as exc:
+        return errored(AREA, case, expected=expected, exc=exc)
+    finally:
+        _restore(env, controller)
+
+
+def kill_tree(pid: int) -> int:
+    """SIGKILL a server and every process under it, as a crash of its machine or container would.
+
+    `bentoml serve` runs its workers in sessions of their own: a signal to the server's process group
+    reaches the arbiter only, and orphaned workers keep answering on the port.
+    """
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(procs, timeout=10)
+    return len(procs)
+
+
+def two_stable_servers() -> CaseResult:
+    return skipped(
+        AREA,
+        "one of two stable servers killed",
+        expected="the other stable server takes every request (0 lost); the killed one is reported down",
+        why=(
+            "not run: the local environment has one server per role (slots `stable` and `canary`), so "
+            "there is no second stable server to keep serving; needs stable replicas in mlship/local"
+        ),
+    )
+
+
+def run_faults(
+    env: LocalEnvironment,
+    config: Config,
+    candidate: str,
+    rows: list[dict[str, object]],
+    settings: FaultSettings,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> list[CaseResult]:
+    """Start a rollout of ``candidate`` under traffic and inject each fault in turn."""
+    config = fault_config(config)
+    controller = Controller(config, LocalBackend(env), Prometheus(env.prometheus_url), env_name="local")
+    results: list[CaseResult] = []
+    with Traffic(env.proxy_url, rows, settings.rps) as traffic:
+        try:
+            for name, fault in (
+                ("stopping Prometheus during analysis", prometheus_outage),
+                ("reloading the proxy", proxy_reload),
+                ("killing the canary server", canary_killed),
+            ):
+                state = controller.status()
+                if state is None or not state.active:  # the first fault, or the previous one ended it
+                    progress(f"rollout of {candidate} under {settings.rps:.0f} req/s")
+                    controller.start(candidate)
+                    time.sleep(3)
+                progress(name)
+                results.append(fault(env, controller, traffic, settings))
+        finally:
+            state = controller.status()
+            if state is not None and state.active:
+                controller.rollback("reliability campaign cleanup")
+    results.append(two_stable_servers())
+    return results

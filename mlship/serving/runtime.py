@@ -1,0 +1,63 @@
+"""The loaded model: estimator, schema and metadata read from a BentoML model directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from mlship import features
+from mlship.schema import Schema
+
+MODEL_FILE = "model.joblib"
+SCHEMA_FILE = "schema.json"
+
+
+@dataclass
+class ModelRuntime:
+    name: str
+    version: str
+    estimator: Any
+    schema: Schema
+    metadata: dict[str, Any]
+
+    @property
+    def feature_version(self) -> str:
+        return str(self.metadata.get("feature_version", features.LATEST))
+
+    @property
+    def trained_at(self) -> float:
+        stamp = self.metadata.get("trained_at")
+        return datetime.fromisoformat(stamp).timestamp() if stamp else 0.0
+
+    @classmethod
+    def from_directory(cls, path: Path, *, name: str, version: str, metadata: dict[str, Any]) -> ModelRuntime:
+        schema = Schema.from_json((path / SCHEMA_FILE).read_text(encoding="utf-8"))
+        estimator = joblib.load(path / MODEL_FILE)
+        return cls(name=name, version=version, estimator=estimator, schema=schema, metadata=metadata)
+
+    def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        """Validated request rows -> DataFrame in schema order (the training data's layout)."""
+        return pd.DataFrame.from_records(rows, columns=self.schema.names)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Features through the same code as training, then the estimator."""
+        return np.asarray(
+            self.estimator.predict(features.transform(frame, self.feature_version)), dtype=float
+        )
+
+    def warm_up(self) -> None:
+        """One prediction on the schema's centre row, so readiness means 'can predict'."""
+        centre = self.schema.edge_rows().iloc[[0]]
+        prediction = self.predict(centre)
+        if not np.isfinite(prediction).all():
+            raise RuntimeError(f"model {self.name}:{self.version} predicts non-finite values on a valid row")
+
+    def describe(self) -> str:
+        return json.dumps({"model": f"{self.name}:{self.version}", "feature_version": self.feature_version})

@@ -1,0 +1,171 @@
+"""Shared fixtures: a session model store, and real local environments on free loopback ports.
+
+BentoML reads BENTOML_HOME when first imported, so the session's store is chosen here, before any
+test module imports bentoml. Every local environment gets its own state folder and free ports, so
+tests never touch a developer's running environment (127.0.0.1:8080/9090).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mlship-tests-"))
+os.environ["BENTOML_HOME"] = str(_SESSION_DIR / "bentoml")
+os.environ["MLSHIP_STATE_DIR"] = str(_SESSION_DIR / "state")
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+
+MODEL_NAME = "diabetes-regressor"
+
+
+@pytest.fixture(scope="session")
+def trained() -> dict[str, object]:
+    """Every demo variant trained once per session (seed 42): variant -> TrainedModel."""
+    from mlship import training
+
+    return {v: training.train(v, seed=42, test_size=0.2, name=MODEL_NAME) for v in training.VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def models(trained) -> dict[str, object]:
+    """Every demo variant registered in the session's store and gated: variant -> ModelRecord."""
+    from mlship import gate, registry
+    from mlship.config import GateConfig
+
+    records = {}
+    for variant, model in trained.items():
+        records[variant], _ = registry.register(model, MODEL_NAME)
+    for variant, record in records.items():
+        against = None if variant == "baseline" else records["baseline"]
+        registry.save_gate(record, gate.validate(record, against, GateConfig()))
+    return records
+
+
+@dataclass
+class LocalEnv:
+    """A running local environment (what `mlship local up` starts) with optional traffic."""
+
+    env: object
+    config: object
+    state_dir: Path
+    covers: set[str] = field(default_factory=set)
+    traffic: object | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.env.prometheus_url
+
+    @property
+    def proxy_url(self) -> str:
+        return self.env.proxy_url
+
+    def start_traffic(self, rps: float, invalid_share: float = 0.0) -> None:
+        from mlship import load
+
+        rows = load.traffic_rows(seed=42, test_size=0.2)
+        self.traffic = load.LoadReport(target=self.proxy_url, rps=rps, duration_s=3600)
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=load.run_load,
+            args=(self.proxy_url, rows),
+            kwargs={
+                "rps": rps,
+                "duration_s": 3600,
+                "invalid_share": invalid_share,
+                "stop": self._stop,
+                "report": self.traffic,
+            },
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop_traffic(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def make_local_env(state_dir: Path) -> LocalEnv:
+    from mlship.config import Config, LocalConfig
+    from mlship.local.environment import LocalEnvironment, on_free_ports
+
+    os.environ["MLSHIP_STATE_DIR"] = str(state_dir)
+    config = Config(local=on_free_ports(LocalConfig()))
+    return LocalEnv(env=LocalEnvironment(config), config=config, state_dir=state_dir)
+
+
+@pytest.fixture(scope="session")
+def local_env_factory():
+    """make_local_env as a fixture (tests/<area>/conftest.py modules shadow `import conftest`)."""
+    return make_local_env
+
+
+@pytest.fixture(scope="module")
+def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
+    """The real local environment with traffic (5% invalid requests) and a canary rollout running.
+
+    Covers what the monitoring live check needs: a canary server taking routed traffic, a rollout
+    publishing its state, mirrored (shadow) requests before that, and rejected inputs.
+    """
+    from mlship.canary.backends.local import LocalBackend
+    from mlship.canary.controller import Controller
+    from mlship.canary.publish import TextfilePublisher
+    from mlship.config import CanaryConfig, Config
+    from mlship.promclient import Prometheus
+    from mlship.releases import Releases
+
+    handle = make_local_env(tmp_path_factory.mktemp("local-env"))
+    canary = CanaryConfig(steps=[50, 100], shadow_samples=100, min_samples=10**9)
+    handle.config = Config(local=handle.config.local, canary=canary)
+    handle.env.config = handle.config
+    env = handle.env
+    env.up(models["baseline"].version)
+    Releases.load().record(models["baseline"].version, "initial")
+    handle.start_traffic(rps=20, invalid_share=0.05)
+    controller = Controller(
+        handle.config,
+        LocalBackend(env),
+        Prometheus(env.prometheus_url),
+        env_name="local",
+        publisher=TextfilePublisher(env.textfile_dir),
+    )
+    # Shadow first (mirrored requests), then the canary takes half the routed traffic and stays there:
+    # min_samples is out of reach, so the rollout keeps running while the tests look at it.
+    controller.start(models["candidate"].version, shadow=True)
+    deadline = time.monotonic() + 180
+    while controller.tick()[0].phase == "shadow":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the shadow phase did not end in 180 s under 20 req/s")
+        time.sleep(2)
+    handle.covers = {"canary", "rollout", "shadow", "rejections"}
+    time.sleep(5)
+    try:
+        yield handle
+    finally:
+        handle.stop_traffic()
+        env.down()
+
+
+@pytest.fixture
+def fresh_env(models, tmp_path) -> Iterator[LocalEnv]:
+    """A local environment for one test (stable = baseline), no traffic unless the test starts it."""
+    from mlship.releases import Releases
+
+    handle = make_local_env(tmp_path / "state")
+    handle.env.up(models["baseline"].version)
+    Releases.load().record(models["baseline"].version, "initial")
+    try:
+        yield handle
+    finally:
+        handle.stop_traffic()
+        handle.env.down()

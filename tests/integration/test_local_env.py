@@ -1,0 +1,121 @@
+"""The local environment: real BentoML servers behind HAProxy, Prometheus scraping them, on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import httpx
+import pytest
+
+from mlship.errors import EnvironmentNotReady, RefusedError
+from mlship.local.processes import alive, port_free
+from mlship.promclient import Prometheus
+
+pytestmark = pytest.mark.integration
+
+ROW = {
+    "age": 50.0,
+    "sex": 1,
+    "bmi": 25.0,
+    "bp": 90.0,
+    "s1": 180.0,
+    "s2": 110.0,
+    "s3": 50.0,
+    "s4": 4.0,
+    "s5": 4.6,
+    "s6": 90.0,
+}
+
+
+def wait_for(check, timeout: float = 60.0, step: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(step)
+    return check()
+
+
+def test_up_predict_metrics_in_prometheus_then_down_leaves_nothing(fresh_env, models):
+    env = fresh_env.env
+    version = models["baseline"].version
+    for _ in range(20):
+        response = httpx.post(f"{env.proxy_url}/predict", json=ROW, timeout=10)
+        assert response.status_code == 200
+        assert response.json()["model_version"] == version
+    assert httpx.post(f"{env.proxy_url}/predict", json={**ROW, "age": 500}, timeout=10).status_code == 400
+
+    prom = Prometheus(env.prometheus_url)
+    query = f'sum(mlship_predictions_total{{model_version="{version}",role="stable",job="mlship-model"}})'
+    assert wait_for(lambda: (prom.scalar(query) or 0) >= 20), "predictions never reached Prometheus"
+    rejected = (
+        f'sum(mlship_rejected_inputs_total{{model_version="{version}",reason="less_than_equal",field="age"}})'
+    )
+    assert wait_for(lambda: (prom.scalar(rejected) or 0) >= 1)
+    router = 'sum(haproxy_server_http_responses_total{proxy="model",server="stable",code="2xx"})'
+    assert wait_for(lambda: (prom.scalar(router) or 0) >= 20), "router metrics missing"
+    assert prom.query("ALERTS") is not None  # rules loaded: the ALERTS series is queryable
+    rules = httpx.get(f"{env.prometheus_url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert rules, "the project's rule files are loaded"
+
+    components = env.load().components
+    pids = {name: comp.pid for name, comp in components.items()}
+    assert set(pids) == {"stable", "router", "prometheus", "node_exporter"}
+    stopped = env.down()
+    assert set(stopped) == set(pids)
+    for pid in pids.values():
+        assert not alive(pid)
+    for port in (env.config.local.proxy_port, env.config.local.prometheus_port, env.config.local.stable_port):
+        assert port_free(port)
+
+
+def test_up_twice_is_harmless(fresh_env):
+    env = fresh_env.env
+    before = {n: c.pid for n, c in env.load().components.items()}
+    env.up()
+    after = {n: c.pid for n, c in env.load().components.items()}
+    assert before == after
+
+
+def test_up_refuses_another_stable_version_on_a_running_environment(fresh_env, models):
+    with pytest.raises(RefusedError, match="already serves"):
+        fresh_env.env.up(models["candidate"].version)
+
+
+def test_a_taken_port_is_a_clear_error_and_nothing_starts(models, tmp_path, local_env_factory):
+
+    handle = local_env_factory(tmp_path / "state")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", handle.config.local.prometheus_port))
+    blocker.listen()
+    try:
+        with pytest.raises(EnvironmentNotReady) as info:
+            handle.env.up(models["baseline"].version)
+        assert str(handle.config.local.prometheus_port) in str(info.value)
+        assert "local.prometheus_port" in str(info.value)
+        assert handle.env.load().components == {}
+    finally:
+        blocker.close()
+
+
+def test_a_missing_binary_is_a_clear_error_and_nothing_starts(
+    models, tmp_path, monkeypatch, local_env_factory
+):
+
+    handle = local_env_factory(tmp_path / "state")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(EnvironmentNotReady, match=r"haproxy.*make setup"):
+        handle.env.up(models["baseline"].version)
+    assert handle.env.load().components == {}
+
+
+def test_unknown_model_is_refused_before_anything_starts(models, tmp_path, local_env_factory):
+
+    handle = local_env_factory(tmp_path / "state")
+    with pytest.raises(RefusedError, match="unknown model"):
+        handle.env.up("0123456789ab")
+    assert handle.env.load().components == {}
+    assert os.environ["MLSHIP_STATE_DIR"] == str(tmp_path / "state")

@@ -1,0 +1,88 @@
+"""Fixtures for the ML Test Score checks: held-out data, the in-process model server, recorded figures.
+
+Figures (JSON) are written next to the JUnit report of the run (``<junit dir>/mltest/``), where
+`mlship score` reads them as evidence of the same run; without a JUnit report they go to a temp folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mlship import data, features
+from mlship.score.evidence import FIGURES_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def split():
+    return data.split(data.load_frame(), seed=42, test_size=0.2)
+
+
+@pytest.fixture(scope="session")
+def heldout(split):
+    """(held-out raw rows, v1 model matrix, targets) of the split every demo model uses."""
+    return split.x_test, features.transform(split.x_test, "v1"), split.y_test
+
+
+@pytest.fixture(scope="session")
+def figures_dir(request, tmp_path_factory) -> Path:
+    xml = request.config.getoption("xmlpath", default=None)
+    folder = Path(xml).resolve().parent / FIGURES_DIR if xml else tmp_path_factory.mktemp(FIGURES_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def record_figure(figures_dir, request):
+    """record_figure(name, payload): write ``<figures>/<name>.json`` stamped with the test's node id."""
+
+    def record(name: str, payload: dict) -> Path:
+        path = figures_dir / f"{name}.json"
+        body = {
+            "test": request.node.nodeid,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **payload,
+        }
+        path.write_text(json.dumps(body, indent=2, default=float), encoding="utf-8")
+        return path
+
+    return record
+
+
+def _service_module(model_tag: str):
+    """bento/service.py imported once per session (tests/service shares the same module object)."""
+    if "mlship_bento_service" in sys.modules:
+        return sys.modules["mlship_bento_service"]
+    os.environ["MLSHIP_MODEL_TAG"] = model_tag
+    spec = importlib.util.spec_from_file_location("mlship_bento_service", REPO / "bento" / "service.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mlship_bento_service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def served(models):
+    """(service module, Starlette test client) of the real BentoML service serving the baseline.
+
+    BentoML registers its own request metrics in the process-wide Prometheus registry each time it
+    builds an app, and tests/service builds one too: this app is built by the same factory as
+    ``to_asgi()`` but without BentoML's metrics middleware. The service's mlship_* metrics, its
+    middlewares (request guard, shadow mirror) and its API are the same.
+    """
+    from _bentoml_impl.server.app import ServiceAppFactory
+    from starlette.testclient import TestClient
+
+    module = _service_module(models["baseline"].tag)
+    module.ModelService.inject_config()
+    app = ServiceAppFactory(module.ModelService, is_main=True, enable_metrics=False)()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield module, client

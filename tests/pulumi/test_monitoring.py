@@ -1,0 +1,148 @@
+"""Monitoring under Pulumi's mocks: charts, datasources, dashboards, rules (one source) and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pulumi
+import pytest
+from pulumi_helpers import find, one, release
+from test_model_deployment import _selected, chart_selector
+
+from mlship.config import load_config
+from mlship.k8s import naming
+from mlship.k8s import render as renderer
+from mlship.k8s.components.monitoring import Monitoring, alloy_config, loki_url
+from mlship.k8s.components.network_policies import LOKI_HTTP_PORT
+from mlship.monitoring.dashboards import dashboards
+from mlship.monitoring.rules import rule_groups
+
+REPO = Path(__file__).resolve().parents[2]
+EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+$")
+
+
+def test_rules_are_the_local_ones_and_selected_by_the_chart(render):
+    result = render("prod")
+    rule = one(result, "PrometheusRule", "mlship")
+    assert rule["spec"]["groups"] == rule_groups(load_config(REPO / "mlship.yaml"))
+    kps = release(result, "kube-prometheus-stack")
+    assert _selected(rule["metadata"]["labels"], chart_selector(kps["values"], "rule"), kps["release"])
+
+
+def test_dashboards_are_sidecar_configmaps(render):
+    result = render("dev")
+    kps = release(result, "kube-prometheus-stack")
+    sidecar = kps["values"]["grafana"]["sidecar"]["dashboards"]
+    expected = dashboards()
+    maps = [m for m in find(result, "ConfigMap") if sidecar["label"] in m["metadata"].get("labels", {})]
+    assert len(maps) == len(expected)
+    rendered = {}
+    for cm in maps:
+        assert cm["metadata"]["labels"][sidecar["label"]] == sidecar["labelValue"]
+        assert cm["metadata"]["namespace"] == sidecar["searchNamespace"]
+        ((file_name, body),) = cm["data"].items()
+        rendered[file_name] = json.loads(body)
+    assert rendered == expected
+
+
+def test_datasources_point_at_prometheus_and_loki(render):
+    result = render("dev")
+    kps = release(result, "kube-prometheus-stack")
+    sidecar = kps["values"]["grafana"]["sidecar"]["datasources"]
+    (cm,) = [m for m in find(result, "ConfigMap") if sidecar["label"] in m["metadata"].get("labels", {})]
+    provisioning = json.loads(next(iter(cm["data"].values())))
+    by_type = {d["type"]: d for d in provisioning["datasources"]}
+    assert set(by_type) == {"prometheus", "loki"}
+    # the Prometheus Service of the chart is <fullnameOverride>-prometheus
+    assert by_type["prometheus"]["url"].startswith(f"http://{kps['values']['fullnameOverride']}-prometheus.")
+    loki = release(result, "loki")
+    assert (
+        by_type["loki"]["url"]
+        == f"http://{loki['release']}.{loki['namespace']}.svc.cluster.local:{LOKI_HTTP_PORT}"
+    )
+    assert sidecar["defaultDatasourceEnabled"] is False  # ours replace the chart's, no duplicate default
+
+
+def test_charts_are_pinned_and_loki_is_monolithic(render):
+    result = render("prod")
+    for chart in result.releases:
+        assert EXACT_VERSION.match(chart["version"]), chart
+    loki = release(result, "loki")
+    assert loki["repository"] == "https://grafana-community.github.io/helm-charts"
+    assert loki["values"]["deploymentMode"] == "SingleBinary"
+    assert loki["values"]["singleBinary"]["replicas"] == 1
+    assert release(result, "alloy")["namespace"] == result.config.monitoring.agents_namespace
+    kps = release(result, "kube-prometheus-stack")
+    assert (
+        kps["values"]["prometheus-node-exporter"]["namespaceOverride"]
+        == result.config.monitoring.agents_namespace
+    )
+
+
+def test_alloy_ships_pod_and_node_logs_to_loki(render):
+    result = render("dev")
+    content = release(result, "alloy")["values"]["alloy"]["configMap"]["content"]
+    assert content == alloy_config(result.config)
+    assert f'url = "{loki_url(result.config)}/loki/api/v1/push"' in content
+    assert 'loki.source.file "pods"' in content and "stage.cri" in content
+    assert 'loki.source.journal "node"' in content
+    assert "__meta_kubernetes_pod_label_mlship_io_role" in content  # logs carry the role, like metrics
+
+
+def test_grafana_admin_password_is_a_secret_output():
+    """Without secret config, pulumi-random generates the password; it must stay a secret output."""
+    mocks = renderer.CaptureMocks()
+    pulumi.runtime.set_mocks(mocks, project="mlship", stack="dev", preview=False)
+    from mlship.k8s.stack_config import validate
+
+    config = validate(
+        {
+            "environment": "dev",
+            "models": [{"name": "m", "image": "registry.example.com/m", "stable": "1.0.0"}],
+        }
+    )
+    seen = {}
+
+    def program():
+        monitoring = Monitoring("monitoring", config, rule_groups(), {})
+        secretness = asyncio.ensure_future(monitoring.grafana_admin_password.is_secret())
+        return pulumi.Output.from_input(secretness).apply(lambda s: seen.setdefault("secret", s))
+
+    pulumi.runtime.test(program)()
+    assert seen == {"secret": True}
+    assert any(r.type == "random:index/randomPassword:RandomPassword" for r in mocks.registered)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_secret_reaches_rendered_files(render, tmp_path, stack):
+    password = "correct-horse-battery-staple-42"
+    result = render(stack, grafanaAdminPassword=password)
+    renderer.write(result, tmp_path)
+    secret = one(result, "Secret", "grafana-admin")
+    assert secret["stringData"]["admin-password"] == renderer.REDACTED
+    text = "".join(p.read_text() for p in tmp_path.rglob("*.yaml"))
+    assert password not in text
+    assert "mock-password" not in text
+    assert any(path.endswith(":stringData") for path in result.secret_paths)
+    kps = release(result, "kube-prometheus-stack")
+    assert kps["values"]["grafana"]["admin"]["existingSecret"] == secret["metadata"]["name"]
+    assert "adminPassword" not in kps["values"]["grafana"]  # never a literal in chart values
+
+
+def test_grafana_secret_generated_when_no_config(render):
+    result = render("dev")
+    assert result.config.grafana_admin_password is None
+    assert any(r.type == "random:index/randomPassword:RandomPassword" for r in result.resources)
+    assert not any(
+        r.type.startswith("random:") for r in render("dev", grafanaAdminPassword="x" * 16).resources
+    )
+
+
+def test_restricted_values_for_loki(render):
+    values = release(render("dev"), "loki")["values"]["loki"]
+    assert values["podSecurityContext"]["runAsNonRoot"] is True
+    assert values["containerSecurityContext"]["readOnlyRootFilesystem"] is True
+    assert naming.GRAFANA_DASHBOARD_LABEL == "grafana_dashboard"

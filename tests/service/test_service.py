@@ -1,0 +1,148 @@
+"""The model server answers valid requests, rejects invalid ones with 4xx naming the field (never 5xx),
+exports its metrics and logs JSON without feature values."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+
+from mlship import names
+
+
+def test_predict_one_row(client, valid_row, models):
+    response = client.post("/predict", json=valid_row)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == models["baseline"].version
+    assert 25 <= body["prediction"] <= 346, "a disease progression score in the range of the training targets"
+
+
+def test_predict_batch_matches_single_predictions(client, valid_row):
+    other = {**valid_row, "bmi": valid_row["bmi"] + 3, "sex": 2}
+    batch = client.post("/predict_batch", json={"instances": [valid_row, other]})
+    assert batch.status_code == 200, batch.text
+    singles = [client.post("/predict", json=row).json()["prediction"] for row in (valid_row, other)]
+    assert batch.json()["predictions"] == pytest.approx(singles)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "error_type"),
+    [
+        (lambda r: r.pop("age"), "age", "missing"),
+        (lambda r: r.update(age=1000), "age", "less_than_equal"),
+        (lambda r: r.update(sex=0), "sex", "literal_error"),
+        (lambda r: r.update(bmi="heavy"), "bmi", "float_type"),
+        (lambda r: r.update(bp=None), "bp", "float_type"),
+        (lambda r: r.update(s1=[1, 2]), "s1", "float_type"),
+        (lambda r: r.update(extra=1), "extra", "extra_forbidden"),
+    ],
+)
+def test_invalid_rows_get_400_naming_the_field(client, valid_row, mutate, field, error_type):
+    row = dict(valid_row)
+    mutate(row)
+    response = client.post("/predict", json=row)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert [(d["loc"][-1], d["type"]) for d in detail] == [(field, error_type)]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_get_400(client, valid_row, literal):
+    text = json.dumps({**valid_row, "s5": 0.0}).replace('"s5": 0.0', f'"s5": {literal}')
+    response = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["loc"][-1] == "s5"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[1, 2, 3]", b'{"age": ', b"null", b'"a string"'],
+)
+def test_malformed_bodies_get_4xx_never_5xx(client, body):
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_batch_limits(client, valid_row):
+    assert client.post("/predict_batch", json={"instances": []}).status_code == 400
+    too_many = {"instances": [valid_row] * (names.MAX_BATCH_SIZE + 1)}
+    response = client.post("/predict_batch", json=too_many)
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == "too_long"
+
+
+def test_oversized_body_is_refused_with_413(client):
+    body = b'{"age": ' + b" " * (names.MAX_REQUEST_BYTES + 10) + b"50}"
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "larger than" in response.json()["error"]
+
+
+def test_request_id_is_echoed_or_created(client, valid_row):
+    given = client.post("/predict", json=valid_row, headers={"x-request-id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    created = client.post("/predict", json=valid_row)
+    assert len(created.headers["x-request-id"]) == 32
+    hostile = client.post("/predict", json=valid_row, headers={"x-request-id": "a b\tc" * 50})
+    assert hostile.headers["x-request-id"] != "a b\tc" * 50
+
+
+def _metric(client, name: str, **labels) -> float:
+    # In process there is no BentoML worker arbiter (its /metrics serves the multiprocess files of
+    # `bentoml serve`): read the default registry the service's metrics live in. The served
+    # /metrics endpoint is covered by tests/integration (real servers scraped by Prometheus).
+    text = generate_latest(REGISTRY).decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_predictions_features_and_rejections(client, valid_row, models):
+    version = models["baseline"].version
+    before = _metric(client, "mlship_predictions_total", model_version=version, endpoint="/predict")
+    before_rejected = _metric(client, "mlship_rejected_inputs_total", reason="less_than_equal", field="age")
+    before_bins = _metric(client, "mlship_feature_bin_total", feature="bmi")
+    client.post("/predict", json=valid_row)
+    client.post("/predict", json={**valid_row, "age": 1000})
+    assert (
+        _metric(client, "mlship_predictions_total", model_version=version, endpoint="/predict") == before + 1
+    )
+    assert (
+        _metric(client, "mlship_rejected_inputs_total", reason="less_than_equal", field="age")
+        == before_rejected + 1
+    )
+    assert _metric(client, "mlship_feature_bin_total", feature="bmi") == before_bins + 1
+    assert _metric(client, "mlship_model_info", model_version=version, feature_version="v1") == 1
+    assert _metric(client, "mlship_prediction_value_count", model_version=version) >= 1
+    shares = _metric(client, "mlship_feature_reference_share", model_version=version, feature="age")
+    assert shares == pytest.approx(1.0, abs=1e-4)
+    assert _metric(client, "mlship_model_trained_timestamp_seconds", model_version=version) > 1.7e9
+
+
+def test_readiness_and_liveness(client):
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/livez").status_code == 200
+
+
+def test_logs_are_json_with_request_id_and_no_feature_values(client, valid_row, capfd):
+    secret_bmi = 31.4159
+    client.post("/predict", json={**valid_row, "bmi": secret_bmi}, headers={"x-request-id": "privacy-1"})
+    client.post("/predict", json={**valid_row, "age": 999.125}, headers={"x-request-id": "privacy-2"})
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "31.4159" not in text and "999.125" not in text, "raw feature values must never be logged"
+    lines = [json.loads(line) for line in out.out.splitlines() if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") in ("privacy-1", "privacy-2")]
+    assert {line["status"] for line in mine} == {200, 400}
+    assert all(line["model_version"] and line["level"] for line in mine)
+
+
+def test_bentoml_does_not_log_rejected_values(service_module, client, valid_row, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.post("/predict", json={**valid_row, "age": 777.5})
+    assert "777.5" not in caplog.text
