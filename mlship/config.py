@@ -40,6 +40,11 @@ class LocalConfig(_Strict):
     prometheus_port: Port = 9090
     stable_port: Port = 3001
     canary_port: Port = 3002
+    # A second stable server (slot `stable-2`, port `stable_2_port`) behind the router: killing one
+    # stable server then costs no request. At most 2: HAProxy weights stop at 256 and the canary's
+    # weight is scaled by the number of stable servers.
+    stable_replicas: Annotated[int, Field(ge=1, le=2)] = 1
+    stable_2_port: Port = 3003
     node_exporter_port: Port = 9100
     workers: Annotated[int, Field(ge=1, le=16)] = 1
     start_timeout_s: Annotated[float, Field(gt=0, le=600)] = 120.0
@@ -51,6 +56,7 @@ class LocalConfig(_Strict):
             self.router_metrics_port,
             self.prometheus_port,
             self.stable_port,
+            self.stable_2_port,
             self.canary_port,
             self.node_exporter_port,
         ]

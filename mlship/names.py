@@ -12,6 +12,18 @@ from __future__ import annotations
 ROLE_STABLE = "stable"
 ROLE_CANARY = "canary"
 ROLES = (ROLE_STABLE, ROLE_CANARY)
+# Local environment slots: a process (and a HAProxy server) each. The stable role may run in two.
+SLOT_STABLE_2 = "stable-2"
+STABLE_SLOTS = (ROLE_STABLE, SLOT_STABLE_2)
+SLOTS = (*STABLE_SLOTS, ROLE_CANARY)
+
+
+def role_of(slot: str) -> str:
+    """The role a local slot serves: `stable-2` is a stable server."""
+    if slot not in SLOTS:
+        raise ValueError(f"unknown slot {slot!r}, expected one of {SLOTS}")
+    return ROLE_STABLE if slot in STABLE_SLOTS else ROLE_CANARY
+
 
 # --- Labels ------------------------------------------------------------------------------------
 LABEL_MODEL_VERSION = "model_version"  # on every mlship_* service metric

@@ -48,6 +48,27 @@ def models(trained) -> dict[str, object]:
     return records
 
 
+@pytest.fixture(scope="session")
+def service_module(models):
+    """bento/service.py serving the baseline, imported once per session (it registers metrics at import).
+
+    tests/service and tests/mltest share this module object: a second import would register the
+    service's Prometheus metrics twice in the process-wide registry.
+    """
+    import importlib.util
+    import sys
+
+    if "mlship_bento_service" in sys.modules:
+        return sys.modules["mlship_bento_service"]
+    os.environ["MLSHIP_MODEL_TAG"] = models["baseline"].tag
+    path = Path(__file__).resolve().parents[1] / "bento" / "service.py"
+    spec = importlib.util.spec_from_file_location("mlship_bento_service", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["mlship_bento_service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @dataclass
 class LocalEnv:
     """A running local environment (what `mlship local up` starts) with optional traffic."""

@@ -41,7 +41,8 @@ class Queries:
         return Template(getattr(self, name)).substitute(role=role, w=f"{window}s")
 
 
-_ROUTER = f'proxy="{names.HAPROXY_BACKEND}",server="$role"'
+# Router servers are named by slot: `stable` and `stable-2` both serve the stable role.
+_ROUTER = f'proxy="{names.HAPROXY_BACKEND}",server=~"$role(-[0-9]+)?"'
 _R = names.METRIC_ROUTER_RESPONSES
 _C = names.METRIC_ROUTER_CONN_ERRORS
 _E = names.METRIC_ROUTER_RESP_ERRORS

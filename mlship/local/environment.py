@@ -1,7 +1,8 @@
 """`mlship local up|down|status`: the embedded default environment, on this machine, loopback only.
 
 Components (each a real process mlship starts and stops):
-  stable / canary  - `bentoml serve` of bento/service.py, one per model version (ports 3001 / 3002)
+  stable / canary  - `bentoml serve` of bento/service.py, one per slot (ports 3001 / 3002); with
+                     `local.stable_replicas: 2` a second stable server, slot `stable-2` (port 3003)
   router           - HAProxy on 127.0.0.1:8080, weighted between stable and canary (runtime API)
   prometheus       - Prometheus on 127.0.0.1:9090, scraping servers, router and node exporter,
                      with the project's rule files loaded
@@ -55,6 +56,7 @@ PORT_KEYS = (
     "router_metrics_port",
     "prometheus_port",
     "stable_port",
+    "stable_2_port",
     "canary_port",
     "node_exporter_port",
 )
@@ -63,6 +65,11 @@ PORT_KEYS = (
 def on_free_ports(local: LocalConfig) -> LocalConfig:
     """``local`` with every port replaced by a free loopback port (tests, benchmarks, campaigns)."""
     return local.model_copy(update=dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True)))
+
+
+def _port_key(slot: str) -> str:
+    """The `mlship.yaml` key setting a slot's port: `stable-2` -> `local.stable_2_port`."""
+    return f"local.{slot.replace('-', '_')}_port"
 
 
 def _http_ok(url: str) -> bool:
@@ -100,11 +107,24 @@ class LocalEnvironment:
     def router_metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.config.local.router_metrics_port}/metrics"
 
-    def server_port(self, role: str) -> int:
-        return self.config.local.stable_port if role == names.ROLE_STABLE else self.config.local.canary_port
+    def stable_slots(self) -> list[str]:
+        """The slots serving stable traffic: `stable`, and `stable-2` with two stable replicas."""
+        return list(names.STABLE_SLOTS[: self.config.local.stable_replicas])
 
-    def server_url(self, role: str) -> str:
-        return f"http://127.0.0.1:{self.server_port(role)}"
+    def slots(self) -> list[str]:
+        return [*self.stable_slots(), names.ROLE_CANARY]
+
+    def server_port(self, slot: str) -> int:
+        local = self.config.local
+        ports = {
+            names.ROLE_STABLE: local.stable_port,
+            names.SLOT_STABLE_2: local.stable_2_port,
+            names.ROLE_CANARY: local.canary_port,
+        }
+        return ports[slot]
+
+    def server_url(self, slot: str) -> str:
+        return f"http://127.0.0.1:{self.server_port(slot)}"
 
     def router(self) -> haproxy.RuntimeApi:
         return haproxy.RuntimeApi(self.haproxy_sock)
@@ -129,7 +149,10 @@ class LocalEnvironment:
                     f"`{binary}` not found: run `make setup` or `apt-get install {package}`"
                 )
         ports = {
-            names.ROLE_STABLE: (self.config.local.stable_port, "stable model server", "local.stable_port"),
+            **{
+                slot: (self.server_port(slot), f"{slot} model server", _port_key(slot))
+                for slot in self.stable_slots()
+            },
             "router": (self.config.local.proxy_port, "proxy", "local.proxy_port"),
             "router_metrics": (
                 self.config.local.router_metrics_port,
@@ -152,8 +175,12 @@ class LocalEnvironment:
 
     # --- up / down -------------------------------------------------------------------------------
     def up(self, stable_version: str | None = None) -> list[ComponentStatus]:
+        """Start whatever is not running (also a stable server that died): idempotent."""
         state = self.load()
-        current = self.running(names.ROLE_STABLE, state)
+        self._require_router_slots(state)
+        current = next(
+            (comp for slot in self.stable_slots() if (comp := self.running(slot, state)) is not None), None
+        )
         if current is not None and stable_version and not stable_version.endswith(current.version or "?"):
             raise RefusedError(
                 f"the local environment already serves {current.version} as stable; release "
@@ -165,11 +192,27 @@ class LocalEnvironment:
             d.mkdir(parents=True, exist_ok=True)
         if current is None:
             self.shadow_file.unlink(missing_ok=True)
-            self.start_server(names.ROLE_STABLE, version)
+        for slot in self.stable_slots():
+            if self.running(slot) is None:
+                self.start_server(slot, version)
         self._start_router()
         self._start_node_exporter()
         self._start_prometheus()
         return self.status()
+
+    def _require_router_slots(self, state: EnvState) -> None:
+        """A running router routes to the slots it was started with: refuse a changed replica count."""
+        if self.running("router", state) is None:
+            return
+        try:
+            routed = set(self.router().servers())
+        except haproxy.RouterError:
+            return  # a router that does not answer is restarted by nothing here; `status` shows it
+        if routed != set(self.slots()):
+            raise RefusedError(
+                f"the running router routes to {sorted(routed)}, but local.stable_replicas = "
+                f"{self.config.local.stable_replicas} needs {sorted(self.slots())}: `mlship local down` first"
+            )
 
     def _initial_version(self, requested: str | None) -> str:
         if requested:
@@ -188,7 +231,8 @@ class LocalEnvironment:
         """Stop exactly what `up` (and the canary commands) started; returns what was stopped."""
         state = self.load()
         stopped = []
-        for name in (names.ROLE_CANARY, names.ROLE_STABLE, "router", "prometheus", "node_exporter"):
+        servers = (names.ROLE_CANARY, *reversed(names.STABLE_SLOTS))
+        for name in (*servers, "router", "prometheus", "node_exporter"):
             comp = state.components.pop(name, None)
             if comp and stop(comp.pid, expect=comp.argv0):
                 stopped.append(name)
@@ -197,14 +241,15 @@ class LocalEnvironment:
         return stopped
 
     # --- model servers ---------------------------------------------------------------------------
-    def start_server(self, role: str, version: str) -> Component:
-        """Start `bentoml serve` for ``version`` in the ``role`` slot and wait until /readyz says ready."""
+    def start_server(self, slot: str, version: str) -> Component:
+        """Start `bentoml serve` for ``version`` in ``slot`` and wait until /readyz says ready."""
         record = registry.resolve(self.config.model.name, version)
+        role = names.role_of(slot)
         state = self.load()
-        if self.running(role, state):
-            raise RefusedError(f"a {role} server is already running; stop it first")
-        port = self.server_port(role)
-        require_port(port, f"{role} model server", f"local.{role}_port")
+        if self.running(slot, state):
+            raise RefusedError(f"a {slot} server is already running; stop it first")
+        port = self.server_port(slot)
+        require_port(port, f"{slot} model server", _port_key(slot))
         bentoml = Path(sys.executable).with_name("bentoml")
         argv = [
             str(bentoml),
@@ -218,7 +263,7 @@ class LocalEnvironment:
             str(project_root() / "bento"),
         ]
         env = {
-            "BENTOML_HOME": str(self._server_home(role)),
+            "BENTOML_HOME": str(self._server_home(slot)),
             "BENTOML_DO_NOT_TRACK": "True",
             "MLSHIP_MODEL_NAME": record.name,
             "MLSHIP_MODEL_TAG": record.tag,
@@ -227,38 +272,38 @@ class LocalEnvironment:
         }
         if role == names.ROLE_STABLE:
             env["MLSHIP_SHADOW_FILE"] = str(self.shadow_file)
-        log = self.logs / f"{role}.log"
-        with status(f"starting {role} model server {record.version} on 127.0.0.1:{port}"):
-            proc = spawn(role, argv, log=log, env=env)
+        log = self.logs / f"{slot}.log"
+        with status(f"starting {slot} model server {record.version} on 127.0.0.1:{port}"):
+            proc = spawn(slot, argv, log=log, env=env)
             comp = Component(
                 pid=proc.pid, log=str(log), argv0="service:ModelService", port=port, version=record.version
             )
-            state.components[role] = comp
+            state.components[slot] = comp
             state.save(self.state_file)
             try:
                 wait_until(
-                    lambda: _http_ok(f"{self.server_url(role)}/readyz"),
+                    lambda: _http_ok(f"{self.server_url(slot)}/readyz"),
                     timeout=self.config.local.start_timeout_s,
-                    what=f"{role} model server",
+                    what=f"{slot} model server",
                     pid=proc.pid,
                     log=log,
                 )
             except EnvironmentNotReady:
                 stop(proc.pid)
-                state.components.pop(role, None)
+                state.components.pop(slot, None)
                 state.save(self.state_file)
                 raise
         self._write_targets(state)
         return comp
 
-    def _server_home(self, role: str) -> Path:
+    def _server_home(self, slot: str) -> Path:
         """A BENTOML_HOME per server, sharing the project's model store.
 
         BentoML keeps its Prometheus multiprocess files in $BENTOML_HOME/prometheus_multiproc_dir and
         serves every file there on /metrics: two servers sharing a home would report each other's
         samples (and wipe them on start). Each server gets its own home whose `models` is the store.
         """
-        home = self.dir / f"bentoml-{role}"
+        home = self.dir / f"bentoml-{slot}"
         home.mkdir(parents=True, exist_ok=True)
         link = home / "models"
         store = bentoml_home() / "models"
@@ -268,9 +313,9 @@ class LocalEnvironment:
         shutil.rmtree(home / "prometheus_multiproc_dir", ignore_errors=True)
         return home
 
-    def stop_server(self, role: str) -> bool:
+    def stop_server(self, slot: str) -> bool:
         state = self.load()
-        comp = state.components.pop(role, None)
+        comp = state.components.pop(slot, None)
         stopped = bool(comp and stop(comp.pid, expect=comp.argv0))
         state.save(self.state_file)
         self._write_targets(state)
@@ -278,9 +323,9 @@ class LocalEnvironment:
 
     def _write_targets(self, state: EnvState) -> None:
         servers = {
-            role: comp.port or self.server_port(role)
-            for role, comp in state.components.items()
-            if role in names.ROLES and self.running(role, state)
+            slot: (names.role_of(slot), comp.port or self.server_port(slot))
+            for slot, comp in state.components.items()
+            if slot in names.SLOTS and self.running(slot, state)
         }
         prometheus.write_model_targets(self.targets_dir, servers)
 
@@ -304,7 +349,8 @@ class LocalEnvironment:
         text = haproxy.render_config(
             self.config.local,
             socket_path=self.haproxy_sock,
-            weights={names.ROLE_STABLE: 100, names.ROLE_CANARY: 0},
+            servers={slot: self.server_port(slot) for slot in self.slots()},
+            weights={**dict.fromkeys(self.stable_slots(), 100), names.ROLE_CANARY: 0},
             state_file=self.haproxy_state,
         )
         self.haproxy_state.unlink(missing_ok=True)  # a fresh router starts from the file's weights
@@ -415,14 +461,7 @@ class LocalEnvironment:
     def status(self) -> list[ComponentStatus]:
         state = self.load()
         checks: dict[str, tuple[str | None, str | None]] = {
-            names.ROLE_STABLE: (
-                self.server_url(names.ROLE_STABLE),
-                f"{self.server_url(names.ROLE_STABLE)}/readyz",
-            ),
-            names.ROLE_CANARY: (
-                self.server_url(names.ROLE_CANARY),
-                f"{self.server_url(names.ROLE_CANARY)}/readyz",
-            ),
+            **{slot: (self.server_url(slot), f"{self.server_url(slot)}/readyz") for slot in self.slots()},
             "router": (self.proxy_url, self.router_metrics_url),
             "prometheus": (self.prometheus_url, f"{self.prometheus_url}/-/ready"),
             "node_exporter": (

@@ -1,6 +1,7 @@
 """HAProxy as the local canary router: configuration and its runtime API (weights without reloads).
 
-HAProxy 2.6 from Debian: weighted round robin between the `stable` and `canary` servers, active
+HAProxy 2.6 from Debian: weighted round robin between the stable servers (`stable`, and `stable-2`
+with two stable replicas) and the `canary` server, active
 health checks on /readyz, retries with redispatch on connection failures (a killed server loses no
 request while another is healthy), a request size limit, and the built-in Prometheus exporter.
 """
@@ -8,6 +9,7 @@ request while another is healthy), a request size limit, and the built-in Promet
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,14 @@ class RouterError(MlshipError):
 
 
 def render_config(
-    cfg: LocalConfig, *, socket_path: Path, weights: dict[str, int], state_file: Path | None = None
+    cfg: LocalConfig,
+    *,
+    socket_path: Path,
+    servers: dict[str, int],
+    weights: dict[str, int],
+    state_file: Path | None = None,
 ) -> str:
-    """haproxy.cfg for the local environment. ``weights`` are percentages per role.
+    """haproxy.cfg for the local environment. ``servers``: port per slot; ``weights``: per slot.
 
     ``state_file``: where a reload finds the runtime state (weights, maintenance) saved just before it
     (`server-state-file`), so reloading the configuration never changes where traffic goes.
@@ -35,10 +42,9 @@ def render_config(
     Servers are never `disabled` in the file (the runtime API cannot lift a configured maintenance);
     servers that are not running are put in maintenance through the runtime API after start.
     """
-    ports = {names.ROLE_STABLE: cfg.stable_port, names.ROLE_CANARY: cfg.canary_port}
-    servers = [
-        f"    server {role} 127.0.0.1:{ports[role]} weight {weights.get(role, 0)} check"
-        for role in names.ROLES
+    lines = [
+        f"    server {slot} 127.0.0.1:{port} weight {weights.get(slot, 0)} check"
+        for slot, port in servers.items()
     ]
     too_large = f'{{\\"error\\": \\"request body larger than {names.MAX_REQUEST_BYTES} bytes\\"}}'
     oversized = f"req.hdr_val(content-length) gt {names.MAX_REQUEST_BYTES}"
@@ -80,7 +86,7 @@ backend {names.HAPROXY_BACKEND}
     option httpchk GET /readyz
     http-check expect status 200
     default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1
-{chr(10).join(servers)}
+{chr(10).join(lines)}
 
 frontend router_metrics
     bind 127.0.0.1:{cfg.router_metrics_port}
@@ -124,21 +130,27 @@ class RuntimeApi:
         if answer:  # successful set commands answer nothing
             raise RouterError(f"HAProxy refused `{line}`: {answer}")
 
-    def set_weights(self, canary_percent: int) -> None:
-        """stable := 100 - p, canary := p (percent; HAProxy weights are relative)."""
+    def set_weights(self, canary_percent: int, stable_slots: Sequence[str] = (names.ROLE_STABLE,)) -> None:
+        """Send ``canary_percent`` % of requests to the canary, the rest spread over ``stable_slots``.
+
+        HAProxy weights are relative: each stable server gets 100 - p and the canary p times the
+        number of stable servers, so the canary's share is p % whatever that number.
+        """
         if not 0 <= canary_percent <= 100:
             raise RouterError(f"canary weight must be 0..100, got {canary_percent}")
+        if not stable_slots:
+            raise RouterError("no stable server to route to")
         backend = names.HAPROXY_BACKEND
         # Raise the receiving side first so there is never a moment with both at zero.
-        order = [(names.ROLE_CANARY, canary_percent), (names.ROLE_STABLE, 100 - canary_percent)]
-        if canary_percent < 50:
-            order.reverse()
-        for role, weight in order:
-            self._checked(f"set weight {backend}/{role} {weight}")
+        canary = [(names.ROLE_CANARY, canary_percent * len(stable_slots))]
+        stable = [(slot, 100 - canary_percent) for slot in stable_slots]
+        order = canary + stable if canary_percent >= 50 else stable + canary
+        for slot, weight in order:
+            self._checked(f"set weight {backend}/{slot} {weight}")
 
-    def set_state(self, role: str, state: str) -> None:
+    def set_state(self, slot: str, state: str) -> None:
         """state: ready | drain | maint."""
-        self._checked(f"set server {names.HAPROXY_BACKEND}/{role} state {state}")
+        self._checked(f"set server {names.HAPROXY_BACKEND}/{slot} state {state}")
 
     def servers(self) -> dict[str, ServerState]:
         """Parse `show servers state` (format version 1)."""
@@ -161,12 +173,19 @@ class RuntimeApi:
             )
         return out
 
-    def sessions(self, role: str) -> int:
-        """Current connections on a server (scur from `show stat`)."""
+    def sessions(self, slot: str) -> int:
+        """Requests in flight on a server (`scur` of `show stat`)."""
+        return self._stat(slot, "scur")
+
+    def sessions_total(self, slot: str) -> int:
+        """Requests a server has taken since the router started (`stot` of `show stat`)."""
+        return self._stat(slot, "stot")
+
+    def _stat(self, slot: str, column: str) -> int:
         text = self.command("show stat")
         header = text.splitlines()[0].lstrip("# ").split(",")
         for line in text.splitlines()[1:]:
             row = dict(zip(header, line.split(","), strict=False))
-            if row.get("pxname") == names.HAPROXY_BACKEND and row.get("svname") == role:
-                return int(row.get("scur") or 0)
+            if row.get("pxname") == names.HAPROXY_BACKEND and row.get("svname") == slot:
+                return int(row.get(column) or 0)
         return 0

@@ -107,8 +107,12 @@ def isolated_environment(config: Config, state: Path) -> LocalEnvironment:
         previous.down()  # a campaign interrupted earlier: stop exactly what it had started
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    local = on_free_ports(config.local)
-    return LocalEnvironment(config.model_copy(update={"local": local}))
+    return LocalEnvironment(campaign_config(config.model_copy(update={"local": on_free_ports(config.local)})))
+
+
+def campaign_config(config: Config) -> Config:
+    """``config`` with two stable servers: the campaign kills one of them under traffic."""
+    return config.model_copy(update={"local": config.local.model_copy(update={"stable_replicas": 2})})
 
 
 def load_cases(env: LocalEnvironment, row: dict[str, object], settings: Settings) -> list[CaseResult]:
@@ -224,4 +228,13 @@ def console_progress(console: Console) -> Callable[[str], None]:
     return show
 
 
-__all__ = ["FULL", "SHORT", "Models", "Settings", "ensure_models", "isolated_environment", "run_campaign"]
+__all__ = [
+    "FULL",
+    "SHORT",
+    "Models",
+    "Settings",
+    "campaign_config",
+    "ensure_models",
+    "isolated_environment",
+    "run_campaign",
+]

@@ -9,19 +9,19 @@ One rollout carries the three faults in turn, as they would happen in a real rel
 3. The canary server is killed: the router marks it down and retries its requests on stable (no
    request lost), the judge rolls the release back and never promotes it.
 
+Then, with all traffic on stable, one of the two stable servers is killed (the campaign's environment
+runs `local.stable_replicas: 2`): the other takes every request and `mlship local up` brings the
+killed one back into rotation.
+
 Every case restores the environment it found (missing processes restarted, weights re-applied), so
 one failure does not spill into the next case.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import psutil
 
 from mlship import names
 from mlship.canary.backends.local import LocalBackend
@@ -29,7 +29,7 @@ from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config
 from mlship.local.environment import LocalEnvironment
-from mlship.local.processes import alive, stop
+from mlship.local.processes import alive, kill_tree, stop
 from mlship.promclient import Prometheus
 from mlship.releases import Releases
 from mlship.reliability.result import CaseResult, errored, skipped, verdict
@@ -216,7 +216,7 @@ def canary_killed(
         weight = state.weight
         mark = traffic.mark()
         killed = time.monotonic()
-        processes = kill_tree(canary.pid)
+        processes = len(kill_tree(canary.pid))
         marked_down = _wait(lambda: not env.router().servers()[names.ROLE_CANARY].operational, timeout=20)
         crash = ""
         try:
@@ -271,31 +271,82 @@ def canary_killed(
         _restore(env, controller)
 
 
-def kill_tree(pid: int) -> int:
-    """SIGKILL a server and every process under it, as a crash of its machine or container would.
-
-    `bentoml serve` runs its workers in sessions of their own: a signal to the server's process group
-    reaches the arbiter only, and orphaned workers keep answering on the port.
-    """
-    root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(procs, timeout=10)
-    return len(procs)
+def _wait_dead(pids: list[int], timeout: float = 10.0) -> bool:
+    return _wait(lambda: not any(alive(pid) for pid in pids), timeout) is not None
 
 
-def two_stable_servers() -> CaseResult:
-    return skipped(
-        AREA,
-        "one of two stable servers killed",
-        expected="the other stable server takes every request (0 lost); the killed one is reported down",
-        why=(
-            "not run: the local environment has one server per role (slots `stable` and `canary`), so "
-            "there is no second stable server to keep serving; needs stable replicas in mlship/local"
-        ),
+def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult:
+    case = "one of two stable servers killed"
+    expected = (
+        "the other stable server takes every request (0 lost); the router reports the killed one down; "
+        "`mlship local up` restarts it on the same version and the router sends it traffic again"
     )
+    slots = env.stable_slots()
+    if len(slots) < 2:
+        return skipped(
+            AREA,
+            case,
+            expected=expected,
+            why="the environment runs one stable server (local.stable_replicas: 1)",
+        )
+    victim = slots[-1]
+    try:
+        comp = env.running(victim)
+        if comp is None:
+            raise RuntimeError(f"the {victim} server is not running")
+        version = comp.version
+        mark = traffic.mark()
+        pids = kill_tree(comp.pid)  # the server and its workers, as a crash or an OOM kill would
+        dead = _wait_dead(pids)
+        marked_down = _wait(lambda: not env.router().servers()[victim].operational, timeout=20)
+        time.sleep(3)  # users keep sending while one stable server is gone
+        sent, lost = traffic.since(mark)
+        env.up()  # what an operator (or a supervisor) runs: restart what is missing
+        back = env.running(victim)
+        rejoined = _wait(lambda: env.router().servers()[victim].operational, timeout=20)
+        served = _served_by(env, victim)
+        ok = (
+            dead
+            and marked_down is not None
+            and lost == 0
+            and back is not None
+            and back.version == version
+            and rejoined is not None
+            and served
+        )
+        observed = (
+            f"killed {victim} ({len(pids)} processes); router marked it down in "
+            + (f"{marked_down:.1f}s" if marked_down is not None else "never (20s)")
+            + f"; {lost} of {sent} requests lost; after `local up`: "
+            + (f"{victim} back on {back.version}" if back else f"{victim} not running")
+            + (
+                ", operational again and answering"
+                if rejoined is not None and served
+                else ", not in rotation"
+            )
+        )
+        return verdict(
+            AREA,
+            case,
+            expected=expected,
+            observed=observed,
+            ok=ok,
+            marked_down_s=marked_down,
+            sent=sent,
+            lost=lost,
+        )
+    except Exception as exc:
+        return errored(AREA, case, expected=expected, exc=exc)
+    finally:
+        env.up()
+
+
+def _served_by(env: LocalEnvironment, slot: str) -> bool:
+    """The router's request counter of ``slot`` grows within 10 s (it takes its share again)."""
+
+    router = env.router()
+    before = router.sessions_total(slot)
+    return _wait(lambda: router.sessions_total(slot) > before, timeout=10) is not None
 
 
 def run_faults(
@@ -328,5 +379,6 @@ def run_faults(
             state = controller.status()
             if state is not None and state.active:
                 controller.rollback("reliability campaign cleanup")
-    results.append(two_stable_servers())
+        progress("killing one of two stable servers")
+        results.append(stable_replica_killed(env, traffic))
     return results

@@ -6,10 +6,17 @@ import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from mlship.config import format_validation_error
 from mlship.errors import ConfigError
@@ -24,61 +31,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PytestCheck(_Strict):
-    pytest: str
-
-    @field_validator("pytest")
-    @classmethod
-    def _selector(cls, value: str) -> str:
-        if not _SELECTOR.match(value):
-            raise ValueError(f"{value!r} is not tests/<path>.py, tests/<path>.py::test or ...::test[id]")
-        return value
-
-    @property
-    def kind(self) -> str:
-        return "pytest"
-
-    @property
-    def target(self) -> str:
-        return self.pytest
+def _pytest_selector(value: str) -> str:
+    if not _SELECTOR.match(value):
+        raise ValueError(f"{value!r} is not tests/<path>.py, tests/<path>.py::test or ...::test[id]")
+    return value
 
 
-class FigureCheck(_Strict):
-    figure: str
+def _json_file_name(value: str) -> str:
+    if not _FILE_NAME.match(value):
+        raise ValueError(f"{value!r} is not a JSON file name")
+    return value
 
-    @field_validator("figure")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _FILE_NAME.match(value):
-            raise ValueError(f"{value!r} is not a JSON file name")
-        return value
 
-    @property
-    def kind(self) -> str:
-        return "figure"
+PytestSelector = Annotated[str, AfterValidator(_pytest_selector)]
+JsonFileName = Annotated[str, AfterValidator(_json_file_name)]
+
+
+class _Check(_Strict):
+    """One piece of evidence; its only field, named after its kind, says where to find it."""
+
+    kind: ClassVar[str]
 
     @property
     def target(self) -> str:
-        return self.figure
+        return getattr(self, self.kind)
 
 
-class BenchCheck(_Strict):
-    bench: str
+class PytestCheck(_Check):
+    kind: ClassVar[str] = "pytest"
+    pytest: PytestSelector
 
-    @field_validator("bench")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _FILE_NAME.match(value):
-            raise ValueError(f"{value!r} is not a JSON file name")
-        return value
 
-    @property
-    def kind(self) -> str:
-        return "bench"
+class FigureCheck(_Check):
+    kind: ClassVar[str] = "figure"
+    figure: JsonFileName
 
-    @property
-    def target(self) -> str:
-        return self.bench
+
+class BenchCheck(_Check):
+    kind: ClassVar[str] = "bench"
+    bench: JsonFileName
 
 
 Check = PytestCheck | FigureCheck | BenchCheck

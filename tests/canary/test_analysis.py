@@ -8,6 +8,7 @@ real Prometheus is covered by tests/integration (canary runs) and tests/monitori
 
 from __future__ import annotations
 
+import re
 import time
 
 from mlship.canary.analysis import LOCAL, Analyzer
@@ -37,7 +38,7 @@ class AnsweringPrometheus:
 
 
 def _window(expr: str) -> int:
-    return int(expr.split("[", 1)[1].split("s]", 1)[0])
+    return int(re.search(r"\[(\d+)s\]", expr).group(1))
 
 
 def rollout(phase: str = "progressing", age_s: float = 8.0) -> RolloutState:

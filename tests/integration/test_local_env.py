@@ -119,3 +119,68 @@ def test_unknown_model_is_refused_before_anything_starts(models, tmp_path, local
         handle.env.up("0123456789ab")
     assert handle.env.load().components == {}
     assert os.environ["MLSHIP_STATE_DIR"] == str(tmp_path / "state")
+
+
+def test_two_stable_servers_share_traffic_lose_nothing_when_one_dies_and_promote_together(
+    models, tmp_path, local_env_factory
+):
+    from mlship.canary.backends.local import LocalBackend
+    from mlship.local.environment import LocalEnvironment
+    from mlship.local.processes import kill_tree
+
+    handle = local_env_factory(tmp_path / "state")
+    local = handle.config.local.model_copy(update={"stable_replicas": 2})
+    handle.env.config = handle.config = handle.config.model_copy(update={"local": local})
+    env = handle.env
+    baseline, candidate = models["baseline"].version, models["candidate"].version
+    env.up(baseline)
+    try:
+        router = env.router()
+        assert set(router.servers()) == {"stable", "stable-2", "canary"}
+        for _ in range(20):
+            assert httpx.post(f"{env.proxy_url}/predict", json=ROW, timeout=10).status_code == 200
+        assert router.sessions_total("stable") >= 5 and router.sessions_total("stable-2") >= 5
+
+        # the same ports with one stable server: refused, the running environment untouched
+        single = handle.config.model_copy(
+            update={"local": handle.config.local.model_copy(update={"stable_replicas": 1})}
+        )
+        with pytest.raises(RefusedError, match="stable_replicas"):
+            LocalEnvironment(single).up()
+        assert env.running("stable-2") is not None
+
+        handle.start_traffic(rps=20)
+        time.sleep(2)
+        killed = kill_tree(env.running("stable-2").pid)  # the server and its workers, as a crash would
+        assert wait_for(lambda: not router.servers()["stable-2"].operational, timeout=20)
+        time.sleep(3)
+        handle.stop_traffic()
+        traffic = handle.traffic
+        assert traffic.sent > 50
+        assert traffic.server_errors + traffic.failed == 0, f"lost requests: {traffic.failure_kinds}"
+        assert not any(alive(pid) for pid in killed)
+
+        env.up()  # restarts what died, on the same version
+        assert env.running("stable-2").version == baseline
+        assert wait_for(lambda: router.servers()["stable-2"].operational, timeout=20)
+
+        # the canary's share is the configured percentage whatever the number of stable servers
+        backend = LocalBackend(env)
+        backend.deploy_canary(candidate, shadow=False)
+        backend.set_weight(25)
+        assert backend.routing().weight == 25
+        weights = {name: s.weight for name, s in router.servers().items()}
+        assert weights == {"stable": 75, "stable-2": 75, "canary": 50}
+
+        backend.promote()  # both stable servers move to the new version
+        assert env.running("stable").version == env.running("stable-2").version == candidate
+        assert backend.routing().canary_version is None
+        answers = {
+            httpx.post(f"{env.proxy_url}/predict", json=ROW, timeout=10).json()["model_version"]
+            for _ in range(10)
+        }
+        assert answers == {candidate}
+    finally:
+        handle.stop_traffic()
+        stopped = env.down()
+    assert {"stable", "stable-2", "router", "prometheus"} <= set(stopped)

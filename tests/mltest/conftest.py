@@ -6,10 +6,7 @@ Figures (JSON) are written next to the JUnit report of the run (``<junit dir>/ml
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,8 +14,6 @@ import pytest
 
 from mlship import data, features
 from mlship.score.evidence import FIGURES_DIR
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -57,20 +52,8 @@ def record_figure(figures_dir, request):
     return record
 
 
-def _service_module(model_tag: str):
-    """bento/service.py imported once per session (tests/service shares the same module object)."""
-    if "mlship_bento_service" in sys.modules:
-        return sys.modules["mlship_bento_service"]
-    os.environ["MLSHIP_MODEL_TAG"] = model_tag
-    spec = importlib.util.spec_from_file_location("mlship_bento_service", REPO / "bento" / "service.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mlship_bento_service"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
-def served(models):
+def served(service_module):
     """(service module, Starlette test client) of the real BentoML service serving the baseline.
 
     BentoML registers its own request metrics in the process-wide Prometheus registry each time it
@@ -81,7 +64,7 @@ def served(models):
     from _bentoml_impl.server.app import ServiceAppFactory
     from starlette.testclient import TestClient
 
-    module = _service_module(models["baseline"].tag)
+    module = service_module
     module.ModelService.inject_config()
     app = ServiceAppFactory(module.ModelService, is_main=True, enable_metrics=False)()
     with TestClient(app, raise_server_exceptions=False) as client:

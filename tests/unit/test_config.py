@@ -29,6 +29,8 @@ def test_values_are_read(tmp_path):
         ("canary:\n  false_rollback_rate: 2\n", "canary.false_rollback_rate"),
         ("local:\n  proxy_port: 80\n", "local.proxy_port"),
         ("local:\n  proxy_port: 9090\n", "local"),
+        ("local:\n  stable_replicas: 3\n", "local.stable_replicas"),
+        ("local:\n  stable_2_port: 3002\n", "local"),
         ("canary:\n  stepz: [100]\n", "canary.stepz"),
         ("slo:\n  availability: high\n", "slo.availability"),
     ],

@@ -1,8 +1,8 @@
 """Local traffic backend: the local environment's HAProxy, driven through its runtime API.
 
 Weights change at runtime (no reload, in-flight requests unaffected). Promotion copies the canary's
-version into the stable slot, as Flagger does: all traffic moves to the canary, the stable server is
-restarted on the new version, traffic moves back, the canary is stopped. Every move waits for the
+version into the stable slots, as Flagger does: all traffic moves to the canary, each stable server
+is restarted on the new version, traffic moves back, the canary is stopped. Every move waits for the
 receiving server to be ready, so no request is sent to a server that cannot answer it.
 """
 
@@ -36,10 +36,10 @@ class LocalBackend:
         stable = state.components.get(names.ROLE_STABLE)
         canary = self.env.running(names.ROLE_CANARY, state)
         canary_server = servers.get(names.ROLE_CANARY)
-        stable_server = servers.get(names.ROLE_STABLE)
+        stable_weight = sum(servers[slot].weight for slot in self.env.stable_slots() if slot in servers)
         weight = 0
         if canary is not None and canary_server and not canary_server.admin_maint:
-            total = canary_server.weight + (stable_server.weight if stable_server else 0)
+            total = canary_server.weight + stable_weight
             weight = round(100 * canary_server.weight / total) if total else 0
         return Routing(
             stable_version=stable.version if stable else None,
@@ -51,7 +51,7 @@ class LocalBackend:
     def deploy_canary(self, version: str, *, shadow: bool) -> None:
         self._require_router()
         router = self.env.router()
-        router.set_weights(0)
+        router.set_weights(0, self.env.stable_slots())
         self.env.start_server(names.ROLE_CANARY, version)
         router.set_state(names.ROLE_CANARY, "ready")
         self._wait_operational(names.ROLE_CANARY)
@@ -62,7 +62,7 @@ class LocalBackend:
         if weight > 0 and self.env.running(names.ROLE_CANARY) is None:
             raise RefusedError("no canary server is running")
         self.env.set_shadow(None)
-        self.env.router().set_weights(weight)
+        self.env.router().set_weights(weight, self.env.stable_slots())
 
     def promote(self) -> None:
         self._require_router()
@@ -77,7 +77,7 @@ class LocalBackend:
     def rollback(self) -> None:
         self._require_router()
         self.env.set_shadow(None)
-        self.env.router().set_weights(0)  # at once: no new request goes to the canary
+        self.env.router().set_weights(0, self.env.stable_slots())  # at once: none goes to the canary
         self._retire_canary()
 
     def deploy_stable(self, version: str) -> None:
@@ -91,14 +91,16 @@ class LocalBackend:
     # --- steps ---------------------------------------------------------------------------------
     def _swap_stable(self, version: str) -> None:
         router = self.env.router()
-        router.set_weights(100)
-        self._drain(names.ROLE_STABLE)
-        router.set_state(names.ROLE_STABLE, "maint")
-        self.env.stop_server(names.ROLE_STABLE)
-        self.env.start_server(names.ROLE_STABLE, version)
-        router.set_state(names.ROLE_STABLE, "ready")
-        self._wait_operational(names.ROLE_STABLE)
-        router.set_weights(0)
+        slots = self.env.stable_slots()
+        router.set_weights(100, slots)
+        for slot in slots:
+            self._drain(slot)
+            router.set_state(slot, "maint")
+            self.env.stop_server(slot)
+            self.env.start_server(slot, version)
+            router.set_state(slot, "ready")
+            self._wait_operational(slot)
+        router.set_weights(0, slots)
 
     def _retire_canary(self) -> None:
         router = self.env.router()
@@ -106,17 +108,17 @@ class LocalBackend:
         router.set_state(names.ROLE_CANARY, "maint")
         self.env.stop_server(names.ROLE_CANARY)
 
-    def _drain(self, role: str) -> None:
+    def _drain(self, slot: str) -> None:
         """Wait until the server has no request in flight (its weight is already 0)."""
         router = self.env.router()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline and router.sessions(role) > 0:
+        while time.monotonic() < deadline and router.sessions(slot) > 0:
             time.sleep(0.05)
 
-    def _wait_operational(self, role: str) -> None:
+    def _wait_operational(self, slot: str) -> None:
         router = self.env.router()
         wait_until(
-            lambda: (s := router.servers().get(role)) is not None and s.operational and not s.admin_maint,
+            lambda: (s := router.servers().get(slot)) is not None and s.operational and not s.admin_maint,
             timeout=15,
-            what=f"HAProxy health check of the {role} server",
+            what=f"HAProxy health check of the {slot} server",
         )
