@@ -7,6 +7,7 @@ Everything else (metrics, data hash, code version, search results) is BentoML me
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,10 +76,8 @@ def register(trained: TrainedModel, name: str) -> tuple[ModelRecord, bool]:
     from bentoml.exceptions import NotFound
 
     tag = f"{name}:{trained.version}"
-    try:
+    with contextlib.suppress(NotFound):  # not registered yet: register it below
         return _record(bentoml.models.get(tag)), False
-    except NotFound:
-        pass
     metadata = {**trained.metadata, "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
     with bentoml.models.create(
         tag,

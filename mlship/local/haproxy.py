@@ -23,7 +23,7 @@ MAINT_FLAGS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
 
 
 class RouterError(MlshipError):
-    pass
+    """HAProxy's runtime API is unreachable or refused a command."""
 
 
 def render_config(

@@ -19,6 +19,7 @@ one failure does not spill into the next case.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,11 +66,9 @@ def _wait(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float
     """Seconds until ``check`` held, or None after ``timeout``."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        try:
+        with contextlib.suppress(Exception):  # a component restarting answers errors; keep polling
             if check():
                 return time.monotonic() - start
-        except Exception:  # noqa: S110 - a component restarting answers errors; keep polling
-            pass
         time.sleep(step)
     return None
 
