@@ -26,10 +26,13 @@ $(STAMP_SYSTEM):
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@# Debian starts packaged daemons; mlship runs its own Prometheus/HAProxy on loopback.
+	@# Debian starts packaged daemons; mlship runs its own Prometheus/HAProxy on loopback. Stop only
+	@# the packaged ones (their service, their user, their config file), never an mlship environment.
 	@for svc in prometheus haproxy prometheus-node-exporter; do \
-	  $(SUDO) systemctl disable --now $$svc >/dev/null 2>&1 || $(SUDO) service $$svc stop >/dev/null 2>&1 || true; \
-	  $(SUDO) pkill -x $$svc >/dev/null 2>&1 || true; done
+	  $(SUDO) systemctl disable --now $$svc >/dev/null 2>&1 || $(SUDO) service $$svc stop >/dev/null 2>&1 || true; done
+	@$(SUDO) pkill -u prometheus -x prometheus >/dev/null 2>&1 || true
+	@$(SUDO) pkill -u prometheus -x prometheus-node >/dev/null 2>&1 || true
+	@$(SUDO) pkill -f '^/usr/sbin/haproxy .*-f /etc/haproxy/haproxy.cfg' >/dev/null 2>&1 || true
 	@mkdir -p .mlship && touch $@
 
 venv: $(STAMP_VENV)
