@@ -73,6 +73,31 @@ def _wait(check: Callable[[], bool], timeout: float, step: float = 0.2) -> float
     return None
 
 
+# Longest wait for the router's health check to mark a killed server down.
+ROUTER_DOWN_S = 20.0
+
+
+@dataclass(frozen=True)
+class Crash:
+    pids: list[int]  # the server and its workers, all SIGKILLed
+    marked_down_s: float | None  # until the router's health check marked it down; None: never
+
+    def describe(self) -> str:
+        down = (
+            f"{self.marked_down_s:.1f}s"
+            if self.marked_down_s is not None
+            else f"never ({ROUTER_DOWN_S:.0f}s)"
+        )
+        return f"({len(self.pids)} processes); router marked it down in {down}"
+
+
+def crash_server(env: LocalEnvironment, slot: str, pid: int) -> Crash:
+    """SIGKILL a server's whole process tree, as a crash or an OOM kill would; time the router's reaction."""
+    pids = kill_tree(pid)
+    marked_down = _wait(lambda: not env.router().servers()[slot].operational, timeout=ROUTER_DOWN_S)
+    return Crash(pids=pids, marked_down_s=marked_down)
+
+
 def _state_consistent(env: LocalEnvironment, state: RolloutState | None) -> tuple[bool, str]:
     """The state file parses against its schema and describes the routing HAProxy really applies."""
     on_disk = StateStore().load()  # validates against RolloutState; raises on corruption
@@ -215,8 +240,7 @@ def canary_killed(
         weight = state.weight
         mark = traffic.mark()
         killed = time.monotonic()
-        processes = len(kill_tree(canary.pid))
-        marked_down = _wait(lambda: not env.router().servers()[names.ROLE_CANARY].operational, timeout=20)
+        kill = crash_server(env, names.ROLE_CANARY, canary.pid)
         crash = ""
         try:
             final = controller.run_until_done()
@@ -235,7 +259,7 @@ def canary_killed(
             and final.phase == "rolled_back"
             and not promoted
             and not moved_on
-            and marked_down is not None
+            and kill.marked_down_s is not None
             and lost == 0
             and Releases.load().stable == stable_before
             and routing.canary_version is None
@@ -247,8 +271,7 @@ def canary_killed(
         triggered = ", ".join(evidence.get("triggered_by", []))
         outcome = crash or f"{final.phase} after {decided:.0f}s (triggered by {triggered or '-'})"
         observed = (
-            f"killed ({processes} processes) at {weight}%; router marked it down in "
-            + (f"{marked_down:.1f}s" if marked_down is not None else "never (20s)")
+            f"killed {kill.describe()} at {weight}%"
             + f"; {outcome}; phase {final.phase} at {final.weight}%"
             + (f", advanced to {moved_on} after the kill" if moved_on else "")
             + f"; {lost} of {sent} requests lost; {described}"
@@ -259,7 +282,7 @@ def canary_killed(
             expected=expected,
             observed=observed,
             ok=ok,
-            marked_down_s=marked_down,
+            marked_down_s=kill.marked_down_s,
             decided_s=round(decided, 1),
             sent=sent,
             lost=lost,
@@ -268,10 +291,6 @@ def canary_killed(
         return errored(AREA, case, expected=expected, exc=exc)
     finally:
         _restore(env, controller)
-
-
-def _wait_dead(pids: list[int], timeout: float = 10.0) -> bool:
-    return _wait(lambda: not any(alive(pid) for pid in pids), timeout) is not None
 
 
 def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult:
@@ -295,9 +314,8 @@ def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult
             raise RuntimeError(f"the {victim} server is not running")
         version = comp.version
         mark = traffic.mark()
-        pids = kill_tree(comp.pid)  # the server and its workers, as a crash or an OOM kill would
-        dead = _wait_dead(pids)
-        marked_down = _wait(lambda: not env.router().servers()[victim].operational, timeout=20)
+        kill = crash_server(env, victim, comp.pid)
+        dead = _wait(lambda: not any(alive(pid) for pid in kill.pids), 10.0) is not None
         time.sleep(3)  # users keep sending while one stable server is gone
         sent, lost = traffic.since(mark)
         env.up()  # what an operator (or a supervisor) runs: restart what is missing
@@ -306,7 +324,7 @@ def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult
         served = _served_by(env, victim)
         ok = (
             dead
-            and marked_down is not None
+            and kill.marked_down_s is not None
             and lost == 0
             and back is not None
             and back.version == version
@@ -314,8 +332,7 @@ def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult
             and served
         )
         observed = (
-            f"killed {victim} ({len(pids)} processes); router marked it down in "
-            + (f"{marked_down:.1f}s" if marked_down is not None else "never (20s)")
+            f"killed {victim} {kill.describe()}"
             + f"; {lost} of {sent} requests lost; after `local up`: "
             + (f"{victim} back on {back.version}" if back else f"{victim} not running")
             + (
@@ -330,7 +347,7 @@ def stable_replica_killed(env: LocalEnvironment, traffic: Traffic) -> CaseResult
             expected=expected,
             observed=observed,
             ok=ok,
-            marked_down_s=marked_down,
+            marked_down_s=kill.marked_down_s,
             sent=sent,
             lost=lost,
         )
