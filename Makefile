@@ -65,11 +65,11 @@ test: setup lint checkov-venv ## the whole test suite: lint, pytest (all folders
 	$(MAKE) --no-print-directory test-ansible
 
 bench: setup ## benchmarks; figures printed and written to .mlship/bench/ (QUICK=1 for smoke sizes)
-	$(BIN)/python -m tests.bench $(if $(QUICK),--quick,)
-	$(BIN)/python -m mlship.mltest.compute $(if $(QUICK),--quick,)
+	$(BIN)/python -m devtools.bench $(if $(QUICK),--quick,)
+	$(BIN)/python -m mlship.model.compute $(if $(QUICK),--quick,)
 
 reliability: setup checkov-venv ## reliability and security campaign (full); table in .mlship/reports/
-	$(MLSHIP) reliability
+	$(BIN)/python -m devtools.reliability
 
 clean: ## stop the local environment and remove state
 	-$(MLSHIP) local down

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlship import features, names
-from mlship.schema import Schema
+from mlship import names
+from mlship.model import features
+from mlship.model.schema import Schema
 from mlship.serving.logs import install_privacy_filters, json_logger
 from mlship.serving.metrics import ServiceMetrics
 from mlship.serving.middleware import RequestGuard

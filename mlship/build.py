@@ -23,8 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from mlship import images, registry
+from mlship import images
 from mlship.errors import EnvironmentNotReady, MlshipError
+from mlship.model import registry
 from mlship.paths import bentoml_home, project_root
 from mlship.progress import status
 
@@ -32,9 +33,10 @@ from mlship.progress import status
 SERVING_MODULES = (
     "__init__.py",
     "names.py",
-    "data.py",
-    "schema.py",
-    "features.py",
+    "model/__init__.py",
+    "model/data.py",
+    "model/schema.py",
+    "model/features.py",
     "serving/__init__.py",
     "serving/runtime.py",
     "serving/metrics.py",
@@ -70,7 +72,8 @@ def stage_context(dest: Path) -> Path:
     root = project_root()
     if dest.exists():
         shutil.rmtree(dest)
-    (dest / "mlship" / "serving").mkdir(parents=True)
+    for sub in ("serving", "model"):
+        (dest / "mlship" / sub).mkdir(parents=True)
     shutil.copy2(root / "bento" / "bentofile.yaml", dest / "bentofile.yaml")
     shutil.copy2(root / "bento" / "service.py", dest / "service.py")
     package = Path(__file__).resolve().parent

@@ -22,7 +22,6 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("canary", "canary"),
     ("render", None),
     ("drift", None),
-    ("reliability", None),
     ("score", None),
 ]
 

@@ -28,7 +28,7 @@ MODEL_NAME = "diabetes-regressor"
 @pytest.fixture(scope="session")
 def trained() -> dict[str, object]:
     """Every demo variant trained once per session (seed 42): variant -> TrainedModel."""
-    from mlship import training
+    from mlship.model import training
 
     return {v: training.train(v, seed=42, test_size=0.2, name=MODEL_NAME) for v in training.VARIANTS}
 
@@ -36,8 +36,8 @@ def trained() -> dict[str, object]:
 @pytest.fixture(scope="session")
 def models(trained) -> dict[str, object]:
     """Every demo variant registered in the session's store and gated: variant -> ModelRecord."""
-    from mlship import gate, registry
     from mlship.config import GateConfig
+    from mlship.model import gate, registry
 
     records = {}
     for variant, model in trained.items():
@@ -90,7 +90,7 @@ class LocalEnv:
         return self.env.proxy_url
 
     def start_traffic(self, rps: float, invalid_share: float = 0.0) -> None:
-        from mlship import load
+        from mlship.local import load
 
         rows = load.traffic_rows(seed=42, test_size=0.2)
         self.traffic = load.LoadReport(target=self.proxy_url, rps=rps, duration_s=3600)
@@ -142,8 +142,8 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
     from mlship.canary.controller import Controller
     from mlship.canary.publish import TextfilePublisher
     from mlship.config import CanaryConfig, Config
+    from mlship.model.releases import Releases
     from mlship.promclient import Prometheus
-    from mlship.releases import Releases
 
     handle = make_local_env(tmp_path_factory.mktemp("local-env"))
     canary = CanaryConfig(steps=[50, 100], shadow_samples=100, min_samples=10**9)
@@ -180,7 +180,7 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
 @pytest.fixture
 def fresh_env(models, tmp_path) -> Iterator[LocalEnv]:
     """A local environment for one test (stable = baseline), no traffic unless the test starts it."""
-    from mlship.releases import Releases
+    from mlship.model.releases import Releases
 
     handle = make_local_env(tmp_path / "state")
     handle.env.up(models["baseline"].version)

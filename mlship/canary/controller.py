@@ -15,7 +15,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from mlship import registry
 from mlship.canary import timeline
 from mlship.canary.analysis import Analyzer
 from mlship.canary.backend import TrafficBackend
@@ -24,8 +23,9 @@ from mlship.canary.publish import TextfilePublisher
 from mlship.canary.state import RolloutState, StateStore, StepRecord, VerdictRecord
 from mlship.config import Config
 from mlship.errors import RefusedError
+from mlship.model import registry
+from mlship.model.releases import Releases
 from mlship.promclient import Prometheus, PrometheusUnavailable
-from mlship.releases import Releases
 
 
 def state_index(shadow: bool) -> int:

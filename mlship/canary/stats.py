@@ -19,7 +19,7 @@ Tests
 - :func:`distribution_shift_test`: PSI between prediction histograms > limit, through two-group splits.
 - :func:`disagreement_test`: shadow phase, share of mirrored requests whose paired predictions differ
   by more than a tolerance > limit.
-- Descriptive (fixed-sample) figures for the log: :func:`mann_whitney_binned`, :func:`ks_binned`,
+- Descriptive (fixed-sample) figures for the log: :func:`mann_whitney_binned`, :func:`ks_two_sample`,
   :func:`psi`, :func:`histogram_quantile`.
 
 References
@@ -618,7 +618,7 @@ def _finite_or_none(x: float) -> float | None:
 # --- Prediction distributions ---------------------------------------------------------------------
 
 
-def psi(stable_bins: np.ndarray, canary_bins: np.ndarray, pseudo_count: float = 0.5) -> float:
+def psi_two_sample(stable_bins: np.ndarray, canary_bins: np.ndarray, pseudo_count: float = 0.5) -> float:
     """Population stability index  sum (c_i - s_i) ln(c_i / s_i)  of two binned samples.
 
     Shares are smoothed with ``pseudo_count`` per bucket (Jeffreys) so an empty bucket gives a large but
@@ -630,7 +630,7 @@ def psi(stable_bins: np.ndarray, canary_bins: np.ndarray, pseudo_count: float = 
     return float(np.sum((c - s) * np.log(c / s)))
 
 
-def ks_binned(stable_bins: np.ndarray, canary_bins: np.ndarray) -> tuple[float, float]:
+def ks_two_sample(stable_bins: np.ndarray, canary_bins: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic and asymptotic p-value on binned samples.
 
     D = max |F_c - F_s| over bucket bounds; p-value from Kolmogorov's limiting distribution of
@@ -776,12 +776,12 @@ def distribution_shift_test(
             best_i, best_log_e = int(i), log_e
     if best_i is None and splits:
         best_i = int(np.argmax(point))
-    d, p = ks_binned(s, c)
+    d, p = ks_two_sample(s, c)
     return DistributionTest(
         bins=len(s),
         stable_count=n_s,
         canary_count=n_c,
-        psi=psi(s, c),
+        psi=psi_two_sample(s, c),
         limit=limit,
         split_index=best_i,
         split_psi=float(point[best_i]) if best_i is not None else None,

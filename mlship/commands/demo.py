@@ -17,7 +17,7 @@ def demo(
     containerize: Annotated[bool, typer.Option(help="also build the container image")] = False,
 ) -> None:
     """Train, gate, build, run the local environment, release a good and three bad versions."""
-    from mlship.demo import run_demo
+    from mlship.local.demo import run_demo
 
     outcomes = run_demo(load_config(), Console(), containerize=containerize)
     if any(o.decision != o.expected for o in outcomes):

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlship.config import load_config
-from mlship.drift_report import DriftReport, collect, registry_kinds
+from mlship.monitoring.drift_report import DriftReport, collect, registry_kinds
 from mlship.promclient import Prometheus
 
 app = typer.Typer(help="Drift of served data against the training reference.")

@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from mlship import load as loadgen
-from mlship import registry
 from mlship.config import load_config
+from mlship.local import load as loadgen
 from mlship.local.environment import LocalEnvironment
+from mlship.model import registry
 
 app = typer.Typer()
 console = Console()

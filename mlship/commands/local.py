@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mlship.config import load_config
 from mlship.local.environment import LocalEnvironment
-from mlship.releases import Releases
+from mlship.model.releases import Releases
 
 app = typer.Typer(
     help="The local environment: BentoML servers behind HAProxy, Prometheus.", no_args_is_help=True

@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlship import registry, training
 from mlship.config import load_config
+from mlship.model import registry, training
 from mlship.progress import status
 
 app = typer.Typer(help="Train, list and inspect registered models.", no_args_is_help=True)
@@ -117,8 +117,8 @@ def validate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Quality gate: bless or veto CANDIDATE; the verdict is stored with the model. Exit 1 on veto."""
-    from mlship import gate
-    from mlship.releases import Releases
+    from mlship.model import gate
+    from mlship.model.releases import Releases
 
     config = load_config()
     record = registry.resolve(config.model.name, candidate)

@@ -24,12 +24,13 @@ from typing import Any
 
 import httpx
 
-from mlship import names, registry
+from mlship import names
 from mlship.config import Config, LocalConfig
 from mlship.errors import EnvironmentNotReady, RefusedError
 from mlship.local import haproxy, prometheus
 from mlship.local.processes import alive, cmdline, free_ports, require_port, spawn, stop, wait_until
 from mlship.local.state import Component, EnvState
+from mlship.model import registry
 from mlship.paths import bentoml_home, project_root, state_dir
 from mlship.progress import status
 
@@ -217,7 +218,7 @@ class LocalEnvironment:
     def _initial_version(self, requested: str | None) -> str:
         if requested:
             return registry.resolve(self.config.model.name, requested).version
-        from mlship.releases import Releases
+        from mlship.model.releases import Releases
 
         stable = Releases.load().stable
         if stable:

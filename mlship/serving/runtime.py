@@ -12,8 +12,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from mlship import features
-from mlship.schema import Schema
+from mlship.model import features
+from mlship.model.schema import Schema
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from devtools.bench.flagger import FlaggerRule, run_flagger, run_oracle_sprt
 from mlship.canary.simulate import (
-    FlaggerRule,
     ModelBehaviour,
     Scenario,
     _Traffic,
     lognormal_quantile,
-    run_flagger,
     run_judge,
-    run_oracle_sprt,
 )
 from mlship.config import CanaryConfig
 

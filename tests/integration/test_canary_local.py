@@ -19,8 +19,8 @@ from mlship.canary.state import RolloutState, StateStore
 from mlship.config import CanaryConfig, Config
 from mlship.errors import MlshipError, RefusedError
 from mlship.local.processes import alive, kill_tree
+from mlship.model.releases import Releases
 from mlship.promclient import Prometheus
-from mlship.releases import Releases
 
 pytestmark = pytest.mark.integration
 

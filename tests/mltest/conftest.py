@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlship import data, features
+from mlship.model import data, features
 from mlship.score.evidence import FIGURES_DIR
 
 

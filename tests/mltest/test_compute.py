@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from mlship.mltest import compute
+from mlship.model import compute
 
 BASE = compute.Figures(p50_us=400.0, p99_us=900.0, batch_rows_per_s=50_000.0, alloc_bytes=20_000)
 

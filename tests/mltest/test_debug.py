@@ -7,7 +7,7 @@ import pytest
 
 from mlship import names
 from mlship.errors import RefusedError
-from mlship.mltest import debug
+from mlship.model import debug
 
 
 def row_of(rows, i: int) -> dict:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from devtools import lockfile
 from mlship.errors import ConfigError
-from mlship.mltest import lockfile
 
 
 def test_requirements_lock_matches_the_reviewed_record():
@@ -16,7 +16,7 @@ def test_requirements_lock_matches_the_reviewed_record():
     assert not change.unreviewed, (
         "requirements.lock changed without review:\n"
         f"{change.describe()}\n"
-        "review the changes, then record them: python -m mlship.mltest.lockfile --accept"
+        "review the changes, then record them: python -m devtools.lockfile --accept"
     )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlship import features
-from mlship.mltest import importance
+from mlship.model import features
+from mlship.model.checks import importance
 
 STRONG = {"bmi", "s5"}  # the two features every study of this dataset finds predictive
 

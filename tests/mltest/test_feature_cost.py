@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlship import features
-from mlship.mltest import feature_cost, importance
+from mlship.model import features
+from mlship.model.checks import feature_cost, importance
 
 NAMES = list(features.RAW_FEATURES)
 

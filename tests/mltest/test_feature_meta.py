@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlship import data, features
-from mlship.schema import CategoricalFeature, NumericFeature
+from mlship.model import data, features
+from mlship.model.schema import CategoricalFeature, NumericFeature
 
 LEAK_CORRELATION = 0.95
 

@@ -10,8 +10,8 @@ import joblib
 import numpy as np
 import pytest
 
-from mlship import gate, registry
 from mlship.config import GateConfig
+from mlship.model import gate, registry
 
 
 def checks(verdict) -> dict[str, dict]:

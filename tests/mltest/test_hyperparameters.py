@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from mlship import training
+from mlship.model import training
 
 
 def grid_points() -> list[dict]:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlship.mltest import inclusion
+from mlship.model.checks import inclusion
 
 # A slice may have at most this much higher RMSE than the whole held-out set.
 MAX_GAP = 0.25

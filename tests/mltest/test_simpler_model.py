@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlship.config import GateConfig
-from mlship.mltest import baseline
+from mlship.model.checks import baseline
 
 TOLERANCE = GateConfig().metric_tolerance
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from prometheus_client import REGISTRY, generate_latest
 
-from mlship import features, names
+from mlship import names
+from mlship.model import features
 from mlship.serving.runtime import ModelRuntime
 
 

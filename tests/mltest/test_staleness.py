@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mlship import data
-from mlship.mltest import staleness
+from mlship.model import data
+from mlship.model.checks import staleness
 
 
 def test_the_staleness_curve_of_the_served_recipe_is_recorded(models, record_figure):

@@ -2,7 +2,7 @@
 
 Runs ``mlship.serving.metrics.ServiceMetrics`` (what bento/service.py exports) in its own process,
 publishes the training reference of a model fitted on the training split, and observes held-out
-rows at a steady rate, shifted with ``mlship.load.shift_rows`` when asked (as ``mlship load
+rows at a steady rate, shifted with ``mlship.local.load.shift_rows`` when asked (as ``mlship load
 --shift`` does). Gives a real Prometheus realistic ``mlship_*`` series without a BentoML server.
 
     python tests/monitoring/feeder.py --port 9555 --version a1 [--shift bmi=6] [--rows-per-second 200]
@@ -18,9 +18,10 @@ import pandas as pd
 from prometheus_client import start_http_server
 from sklearn.linear_model import LinearRegression
 
-from mlship import data, features, names
-from mlship.load import shift_rows
-from mlship.schema import Schema
+from mlship import names
+from mlship.local.load import shift_rows
+from mlship.model import data, features
+from mlship.model.schema import Schema
 from mlship.serving.metrics import ServiceMetrics
 
 

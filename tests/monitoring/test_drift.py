@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mlship import data, drift
-from mlship.schema import Schema
+from mlship.model import data
+from mlship.model.schema import Schema
+from mlship.monitoring import drift
 
 
 @pytest.fixture(scope="module")
@@ -25,16 +26,16 @@ def _counts(schema: Schema, name: str, values: np.ndarray) -> np.ndarray:
 
 def test_psi_of_identical_shares_is_zero_and_grows_with_the_shift():
     reference = [0.25] * 4
-    assert drift.psi([25, 25, 25, 25], reference) == pytest.approx(0.0)
-    small = drift.psi([20, 25, 25, 30], reference)
-    large = drift.psi([10, 10, 40, 40], reference)
+    assert drift.psi_vs_reference([25, 25, 25, 25], reference) == pytest.approx(0.0)
+    small = drift.psi_vs_reference([20, 25, 25, 30], reference)
+    large = drift.psi_vs_reference([10, 10, 40, 40], reference)
     assert 0 < small < large
     assert large == pytest.approx(2 * 0.15 * np.log(0.25 / 0.1) + 2 * 0.15 * np.log(0.4 / 0.25))
 
 
 def test_psi_counts_an_empty_bin_as_the_alert_rule_does():
     # the same case the promtool test evaluates in PromQL: PSI 4.604 with shares clamped to 1e-4
-    assert drift.psi([20, 0], [0.5, 0.5]) == pytest.approx(4.6043, abs=1e-4)
+    assert drift.psi_vs_reference([20, 0], [0.5, 0.5]) == pytest.approx(4.6043, abs=1e-4)
 
 
 def test_chi_square_is_scipy_s_goodness_of_fit():
@@ -56,7 +57,7 @@ def test_binned_ks_never_exceeds_the_raw_ks_and_matches_it_on_fine_bins():
         edges = np.quantile(reference, np.linspace(0, 1, n_bins + 1)[1:-1])
         shares = np.bincount(np.searchsorted(edges, reference), minlength=n_bins) / len(reference)
         counts = np.bincount(np.searchsorted(edges, served), minlength=n_bins)
-        binned = drift.ks_binned(counts, shares).statistic
+        binned = drift.ks_vs_reference(counts, shares).statistic
         assert binned <= raw + 1e-9
     assert binned == pytest.approx(raw, abs=0.01)
 
@@ -127,4 +128,4 @@ def test_a_significant_but_negligible_shift_is_no_drift():
 )
 def test_bad_input_is_refused(counts, reference, message):
     with pytest.raises(ValueError, match=message):
-        drift.psi(counts, reference)
+        drift.psi_vs_reference(counts, reference)

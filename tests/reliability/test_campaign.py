@@ -1,4 +1,4 @@
-"""The shortened reliability campaign (what `mlship reliability --short` runs) on a real local environment.
+"""The shortened reliability campaign (`python -m devtools.reliability --short`) on a real local environment.
 
 One module-scoped run: BentoML servers behind HAProxy with Prometheus (conftest.make_local_env, free
 ports), wrk saturation, faults during a real canary rollout, bad input to the API and the CLI, and the
@@ -18,7 +18,7 @@ import json
 
 import pytest
 
-from mlship.reliability import campaign, report
+from devtools.reliability import campaign, report
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -69,7 +69,7 @@ KNOWN_SKIPS = {"ansible-lint production"}
 
 @pytest.fixture(scope="module")
 def campaign_report(models, tmp_path_factory, local_env_factory):
-    from mlship.releases import Releases
+    from mlship.model.releases import Releases
 
     handle = local_env_factory(tmp_path_factory.mktemp("reliability") / "state")
     handle.env.config = handle.config = campaign.campaign_config(handle.config)  # two stable servers

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mlship.reliability import report, saturation, scans
-from mlship.reliability.result import CaseResult, skipped, verdict
+from devtools.reliability import report, saturation, scans
+from devtools.reliability.result import CaseResult, skipped, verdict
 
 WRK_OUTPUT = """Running 8s test @ http://127.0.0.1:51339/predict
   2 threads and 32 connections

@@ -139,7 +139,7 @@ def test_without_a_test_report_only_documented_procedures_score(tmp_path):
 
 
 def test_a_documented_procedure_gives_half_a_point_when_automation_fails(run_dir, raw_rubric):
-    raw_rubric["sections"][0]["items"][1]["manual"] = "mlship/mltest/procedures/data-6-new-features.md"
+    raw_rubric["sections"][0]["items"][1]["manual"] = "docs/procedures/data-6-new-features.md"
     loaded = parse(raw_rubric)
     cases = cases_for(loaded)
     cases[("tests.mltest.test_feature_benefit", "test_whole_file")] = "failed"

@@ -15,7 +15,7 @@ def client(service_module):
 
 @pytest.fixture(scope="session")
 def valid_row(service_module) -> dict:
-    from mlship.schema import CategoricalFeature
+    from mlship.model.schema import CategoricalFeature
 
     return {
         f.name: (f.allowed[0] if isinstance(f, CategoricalFeature) else round((f.minimum + f.maximum) / 2, 3))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlship import data, features
+from mlship.model import data, features
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from mlship import data
-from mlship.schema import CategoricalFeature, NumericFeature, Schema
+from mlship.model import data
+from mlship.model.schema import CategoricalFeature, NumericFeature, Schema
 
 
 @pytest.fixture(scope="module")

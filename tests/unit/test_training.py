@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mlship import data, features, training
+from mlship.model import data, features, training
 
 
 @pytest.fixture(scope="module")
