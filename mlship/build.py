@@ -175,7 +175,7 @@ def build(
     if model_version is None:
         models = registry.list_models(model_name)
         if not models:
-            raise MlshipError("no model is registered: run `mlship model train` first")
+            raise EnvironmentNotReady(registry.NO_MODEL)
         record = models[-1]
     else:
         record = registry.resolve(model_name, model_version)

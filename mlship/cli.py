@@ -53,5 +53,6 @@ def main() -> None:
     try:
         app()
     except MlshipError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        # soft_wrap: the message stays one line whatever the terminal width (logs, CI, grep).
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 
-from mlship.errors import MlshipError
+from mlship.errors import ExitCode, MlshipError
 
 
 class PrometheusUnavailable(MlshipError):
-    exit_code = 5
+    exit_code = ExitCode.PROMETHEUS_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,10 @@ class Prometheus:
         try:
             response = self._client.get(f"{self.url}{path}", params=params)
         except httpx.HTTPError as exc:
-            raise PrometheusUnavailable(f"Prometheus at {self.url} is unreachable: {exc}") from exc
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.url} is unreachable ({exc}): start the local environment with "
+                "`mlship local up`, or pass the URL of yours with --prometheus-url"
+            ) from exc
         try:
             payload = response.json()
         except ValueError:

@@ -138,12 +138,9 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
     Covers what the monitoring live check needs: a canary server taking routed traffic, a rollout
     publishing its state, mirrored (shadow) requests before that, and rejected inputs.
     """
-    from mlship.canary.backends.local import LocalBackend
-    from mlship.canary.controller import Controller
-    from mlship.canary.publish import TextfilePublisher
+    from mlship.canary.backends.local import local_controller
     from mlship.config import CanaryConfig, Config
     from mlship.model.releases import Releases
-    from mlship.promclient import Prometheus
 
     handle = make_local_env(tmp_path_factory.mktemp("local-env"))
     canary = CanaryConfig(steps=[50, 100], shadow_samples=100, min_samples=10**9)
@@ -153,13 +150,7 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
     env.up(models["baseline"].version)
     Releases.load().record(models["baseline"].version, "initial")
     handle.start_traffic(rps=20, invalid_share=0.05)
-    controller = Controller(
-        handle.config,
-        LocalBackend(env),
-        Prometheus(env.prometheus_url),
-        env_name="local",
-        publisher=TextfilePublisher(env.textfile_dir),
-    )
+    controller = local_controller(handle.config, env)
     # Shadow first (mirrored requests), then the canary takes half the routed traffic and stays there:
     # min_samples is out of reach, so the rollout keeps running while the tests look at it.
     controller.start(models["candidate"].version, shadow=True)

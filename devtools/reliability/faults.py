@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from devtools.reliability.result import CaseResult, errored, skipped, verdict
 from devtools.reliability.traffic import Traffic
 from mlship import names
-from mlship.canary.backends.local import LocalBackend
+from mlship.canary.backends.local import LocalBackend, local_controller
 from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config
 from mlship.local.environment import LocalEnvironment
 from mlship.local.processes import alive, kill_tree, stop
 from mlship.model.releases import Releases
-from mlship.promclient import Prometheus
 
 AREA = "faults"
 # A short rollout: small sample sizes so each step takes seconds at the campaign's traffic rate. The
@@ -375,7 +374,7 @@ def run_faults(
 ) -> list[CaseResult]:
     """Start a rollout of ``candidate`` under traffic and inject each fault in turn."""
     config = fault_config(config)
-    controller = Controller(config, LocalBackend(env), Prometheus(env.prometheus_url), env_name="local")
+    controller = local_controller(config, env)
     results: list[CaseResult] = []
     with Traffic(env.proxy_url, rows, settings.rps) as traffic:
         try:

@@ -20,7 +20,7 @@ Tests
 - :func:`disagreement_test`: shadow phase, share of mirrored requests whose paired predictions differ
   by more than a tolerance > limit.
 - Descriptive (fixed-sample) figures for the log: :func:`mann_whitney_binned`, :func:`ks_two_sample`,
-  :func:`psi`, :func:`histogram_quantile`.
+  :func:`psi_two_sample`, :func:`histogram_quantile`.
 
 References
 ----------

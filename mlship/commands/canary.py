@@ -16,7 +16,7 @@ from mlship.canary.judge import Verdict
 from mlship.canary.report import write_report
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config, load_config
-from mlship.errors import RefusedError
+from mlship.errors import ExitCode, RefusedError
 from mlship.promclient import Prometheus
 
 app = typer.Typer(help="Canary releases: shadow, step, judge, promote or roll back.", no_args_is_help=True)
@@ -46,19 +46,10 @@ def build_controller(config: Config, env: str | None, prometheus_url: str | None
     existing = StateStore().load()
     env = env or (existing.env if existing is not None and existing.active else "local")
     if env == "local":
-        from mlship.canary.backends.local import LocalBackend
-        from mlship.canary.publish import TextfilePublisher
+        from mlship.canary.backends.local import local_controller
         from mlship.local.environment import LocalEnvironment
 
-        local = LocalEnvironment(config)
-        prom = Prometheus(prometheus_url or local.prometheus_url)
-        return Controller(
-            config,
-            LocalBackend(local),
-            prom,
-            env_name="local",
-            publisher=TextfilePublisher(local.textfile_dir),
-        )
+        return local_controller(config, LocalEnvironment(config), prometheus_url=prometheus_url)
     if prometheus_url is None:
         raise RefusedError(f"--prometheus-url is required for stack {env!r} (the cluster's Prometheus)")
     from mlship.canary.analysis import KUBERNETES, Analyzer
@@ -157,7 +148,10 @@ def run(
     prometheus_url: PromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
 ) -> None:
-    """Start (or resume) a rollout and drive it until promoted or rolled back, with a live view."""
+    """Start (or resume) a rollout and drive it until promoted or rolled back, with a live view.
+
+    Exit code 0 when promoted, 10 when rolled back.
+    """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
     store = controller.store
@@ -178,6 +172,9 @@ def run(
         typer.echo(state.model_dump_json(indent=2))
     else:
         _finish(state)
+    if state.phase == "rolled_back":
+        # A pipeline must not go on to the next environment after a rollback.
+        raise typer.Exit(ExitCode.ROLLED_BACK)
 
 
 def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
@@ -193,7 +190,7 @@ def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
             f"[yellow]interrupted[/]: the rollout stays at {state.weight}% "
             f"(`mlship canary run {state.canary_version}` resumes it)"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
 
 
 def _finish(state: RolloutState) -> None:

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from mlship.config import load_config
+from mlship.errors import ExitCode
 
 app = typer.Typer()
 
@@ -21,4 +22,4 @@ def demo(
 
     outcomes = run_demo(load_config(), Console(), containerize=containerize)
     if any(o.decision != o.expected for o in outcomes):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.ERROR)

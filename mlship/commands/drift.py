@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from mlship.config import load_config
+from mlship.errors import ExitCode
 from mlship.monitoring.drift_report import DriftReport, collect, registry_kinds
 from mlship.promclient import Prometheus
 
 app = typer.Typer(help="Drift of served data against the training reference.")
 console = Console()
-DRIFT_EXIT_CODE = 6
 _DURATION = re.compile(r"^[1-9][0-9]*[smhdw]$")
 
 
@@ -47,7 +47,8 @@ def drift_cmd(
         bool, typer.Option("--json", help="machine-readable output (schema in the README)")
     ] = False,
     fail_on_drift: Annotated[
-        bool, typer.Option("--fail-on-drift", help=f"exit {DRIFT_EXIT_CODE} when any verdict is drift")
+        bool,
+        typer.Option("--fail-on-drift", help=f"exit {int(ExitCode.DRIFT_FOUND)} when any verdict is drift"),
     ] = False,
 ) -> None:
     """Per feature and model version: PSI, chi-square and KS against the training data, with a verdict.
@@ -66,7 +67,7 @@ def drift_cmd(
     else:
         _print(report)
     if fail_on_drift and report.drift:
-        raise typer.Exit(DRIFT_EXIT_CODE)
+        raise typer.Exit(ExitCode.DRIFT_FOUND)
 
 
 _STYLE = {"drift": "bold red", "no drift": "green", "insufficient data": "yellow"}

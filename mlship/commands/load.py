@@ -44,6 +44,7 @@ def load(
     """Replay patient rows at a constant rate; report sent/ok/4xx/5xx and latency percentiles."""
     config = load_config()
     target = url or LocalEnvironment(config).proxy_url
+    loadgen.require_target(target, explicit=url is not None)
     rows = loadgen.traffic_rows(seed=config.model.seed, test_size=config.model.test_size)
     shifts = _parse_shifts(shift or [])
     if shifts:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlship.config import load_config
+from mlship.errors import ExitCode
 from mlship.model import registry, training
 from mlship.progress import status
 
@@ -68,6 +69,9 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 indent=2,
             )
         )
+        return
+    if not records:
+        console.print(registry.NO_MODEL)
         return
     table = Table(title=f"models: {config.model.name}", title_justify="left")
     for col in ("version", "variant", "algorithm", "rmse", "r2", "gate", "created"):
@@ -146,4 +150,4 @@ def validate(
         console.print(table)
         console.print("[bold green]BLESSED[/]" if verdict["blessed"] else "[bold red]VETOED[/]")
     if not verdict["blessed"]:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.MODEL_VETOED)

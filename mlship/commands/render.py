@@ -8,21 +8,19 @@ from typing import Annotated
 
 import typer
 
-from mlship.errors import MlshipError
+from mlship.errors import ValidationFailed
 from mlship.progress import status
 
 app = typer.Typer(help="Render the Kubernetes environment offline.")
-
-
-class ValidationFailed(MlshipError):
-    exit_code = 5
 
 
 @app.command("render")
 def render(
     stack: Annotated[str, typer.Option("--stack", "-s", help="Pulumi stack: dev, staging, prod, ...")],
     out: Annotated[Path, typer.Option("--out", "-o", help="directory for the YAML files (one per object)")],
-    program: Annotated[Path, typer.Option(help="Pulumi program directory")] = Path("pulumi"),
+    program: Annotated[
+        Path | None, typer.Option(help="Pulumi program directory (default: the repository's pulumi/)")
+    ] = None,
     validate: Annotated[
         bool, typer.Option(help="check core kinds (kubernetes-validate) and CRD instances (schemas)")
     ] = True,
@@ -34,7 +32,9 @@ def render(
     """
     from mlship.k8s import render as renderer
     from mlship.k8s import validate as validation
+    from mlship.paths import project_root
 
+    program = program or project_root() / "pulumi"
     with status(f"rendering stack {stack} from {program}/ under Pulumi mocks"):
         result = renderer.run_program(stack, program)
         written = renderer.write(result, out)

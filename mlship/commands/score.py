@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 
 from mlship.config import load_config
+from mlship.errors import ExitCode
 from mlship.paths import project_root, state_dir
 
 app = typer.Typer(help="The ML Test Score of this system.")
-LOW_SCORE_EXIT_CODE = 7
 
 
 @app.command("score")
@@ -35,7 +35,8 @@ def score_cmd(
     ] = None,
     live: Annotated[bool, typer.Option("--live/--no-live", help="check the running Prometheus")] = True,
     fail_under: Annotated[
-        float | None, typer.Option(help=f"exit {LOW_SCORE_EXIT_CODE} when the final score is below this")
+        float | None,
+        typer.Option(help=f"exit {int(ExitCode.SCORE_TOO_LOW)} when the final score is below this"),
     ] = None,
 ) -> None:
     """Score the 28 tests of the ML Test Score from the latest test run, benchmarks and live Prometheus.
@@ -70,4 +71,4 @@ def score_cmd(
         if html_path is not None:
             console.print(f"HTML report: {html_path}")
     if fail_under is not None and result.final < fail_under:
-        raise typer.Exit(LOW_SCORE_EXIT_CODE)
+        raise typer.Exit(ExitCode.SCORE_TOO_LOW)

@@ -339,8 +339,10 @@ def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
     """Read ``Pulumi.<stack>.yaml``: (``mlship`` keys without prefix, keys whose value is encrypted)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: stack file not found") from exc
+    except FileNotFoundError:
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
+        hint = f"stacks here: {', '.join(known)}" if known else "pass the Pulumi program with --program"
+        raise ConfigError(f"{path}: stack file not found ({hint})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):

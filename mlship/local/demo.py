@@ -21,9 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mlship import build
-from mlship.canary.backends.local import LocalBackend
+from mlship.canary.backends.local import local_controller
 from mlship.canary.controller import Controller
-from mlship.canary.publish import TextfilePublisher
 from mlship.canary.report import write_report
 from mlship.config import Config
 from mlship.local import load
@@ -32,7 +31,6 @@ from mlship.model import gate, registry, training
 from mlship.model.releases import Releases
 from mlship.paths import state_dir
 from mlship.progress import status
-from mlship.promclient import Prometheus
 
 # (scenario, variant, shadow phase first, expected outcome) in release order.
 SCENARIOS = (
@@ -135,10 +133,7 @@ def run_demo(config: Config, console: Console, *, containerize: bool = False) ->
     console.print(f"  traffic: {DEMO_RPS:g} requests/s of patient rows through the proxy")
     time.sleep(5)
 
-    prom = Prometheus(env.prometheus_url)
-    controller = Controller(
-        config, LocalBackend(env), prom, env_name="local", publisher=TextfilePublisher(env.textfile_dir)
-    )
+    controller = local_controller(config, env)
     outcomes = []
     try:
         for scenario, variant, shadow, expected in SCENARIOS:

@@ -225,7 +225,7 @@ class LocalEnvironment:
             return stable
         models = registry.list_models(self.config.model.name)
         if not models:
-            raise RefusedError("no model is registered: run `mlship model train` first")
+            raise EnvironmentNotReady(registry.NO_MODEL)
         return models[0].version
 
     def down(self) -> list[str]:
@@ -273,28 +273,54 @@ class LocalEnvironment:
         }
         if role == names.ROLE_STABLE:
             env["MLSHIP_SHADOW_FILE"] = str(self.shadow_file)
-        log = self.logs / f"{slot}.log"
         with status(f"starting {slot} model server {record.version} on 127.0.0.1:{port}"):
-            proc = spawn(slot, argv, log=log, env=env)
-            comp = Component(
-                pid=proc.pid, log=str(log), argv0="service:ModelService", port=port, version=record.version
+            comp = self._start_component(
+                slot,
+                argv,
+                env=env,
+                argv0="service:ModelService",
+                port=port,
+                version=record.version,
+                ready_url=f"{self.server_url(slot)}/readyz",
+                timeout=self.config.local.start_timeout_s,
+                what=f"{slot} model server",
             )
-            state.components[slot] = comp
+        self._write_targets(self.load())
+        return comp
+
+    def _start_component(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        argv0: str,
+        port: int,
+        ready_url: str,
+        timeout: float,
+        what: str,
+        env: dict[str, str] | None = None,
+        version: str | None = None,
+    ) -> Component:
+        """Spawn one component, record it in the state file and wait until ``ready_url`` answers 200.
+
+        ``argv0`` is what its command line must contain for ``running`` to recognise it (a recycled
+        pid is never mistaken for it). A component that does not become ready is stopped and forgotten,
+        so the state file never names a process that is not serving.
+        """
+        log = self.logs / f"{name}.log"
+        proc = spawn(name, argv, log=log, env=env)
+        comp = Component(pid=proc.pid, log=str(log), argv0=argv0, port=port, version=version)
+        state = self.load()
+        state.components[name] = comp
+        state.save(self.state_file)
+        try:
+            wait_until(lambda: _http_ok(ready_url), timeout=timeout, what=what, pid=proc.pid, log=log)
+        except EnvironmentNotReady:
+            stop(proc.pid)
+            state = self.load()
+            state.components.pop(name, None)
             state.save(self.state_file)
-            try:
-                wait_until(
-                    lambda: _http_ok(f"{self.server_url(slot)}/readyz"),
-                    timeout=self.config.local.start_timeout_s,
-                    what=f"{slot} model server",
-                    pid=proc.pid,
-                    log=log,
-                )
-            except EnvironmentNotReady:
-                stop(proc.pid)
-                state.components.pop(slot, None)
-                state.save(self.state_file)
-                raise
-        self._write_targets(state)
+            raise
         return comp
 
     def _server_home(self, slot: str) -> Path:
@@ -361,14 +387,14 @@ class LocalEnvironment:
         )
         if check.returncode != 0:
             raise EnvironmentNotReady(f"generated HAProxy config is invalid:\n{check.stderr.strip()}")
-        log = self.logs / "router.log"
-        proc = spawn("router", ["haproxy", "-W", "-db", "-f", str(self.haproxy_cfg)], log=log)
-        state.components["router"] = Component(
-            pid=proc.pid, log=str(log), argv0=str(self.haproxy_cfg), port=self.config.local.proxy_port
-        )
-        state.save(self.state_file)
-        wait_until(
-            lambda: _http_ok(self.router_metrics_url), timeout=20, what="HAProxy", pid=proc.pid, log=log
+        self._start_component(
+            "router",
+            ["haproxy", "-W", "-db", "-f", str(self.haproxy_cfg)],
+            argv0=str(self.haproxy_cfg),
+            port=self.config.local.proxy_port,
+            ready_url=self.router_metrics_url,
+            timeout=20,
+            what="HAProxy",
         )
 
     def reload_router(self) -> None:
@@ -396,19 +422,20 @@ class LocalEnvironment:
         if self.running("node_exporter", state):
             return
         port = self.config.local.node_exporter_port
-        log = self.logs / "node_exporter.log"
         argv = [
             "prometheus-node-exporter",
             f"--web.listen-address=127.0.0.1:{port}",
             f"--collector.textfile.directory={self.textfile_dir}",
         ]
-        proc = spawn("node_exporter", argv, log=log)
-        state.components["node_exporter"] = Component(
-            pid=proc.pid, log=str(log), argv0="node-exporter", port=port
+        self._start_component(
+            "node_exporter",
+            argv,
+            argv0="node-exporter",
+            port=port,
+            ready_url=f"http://127.0.0.1:{port}/metrics",
+            timeout=20,
+            what="node exporter",
         )
-        state.save(self.state_file)
-        url = f"http://127.0.0.1:{port}/metrics"
-        wait_until(lambda: _http_ok(url), timeout=20, what="node exporter", pid=proc.pid, log=log)
 
     # --- prometheus ----------------------------------------------------------------------------------
     def write_rules(self) -> list[Path]:
@@ -436,7 +463,6 @@ class LocalEnvironment:
         if (comp := self.running("prometheus", state)) is not None:
             os.kill(comp.pid, 1)  # SIGHUP: reload config and rules
             return
-        log = self.logs / "prometheus.log"
         argv = [
             "prometheus",
             f"--config.file={self.prometheus_cfg}",
@@ -445,17 +471,14 @@ class LocalEnvironment:
             "--storage.tsdb.retention.time=7d",
             "--web.enable-lifecycle",
         ]
-        proc = spawn("prometheus", argv, log=log)
-        state.components["prometheus"] = Component(
-            pid=proc.pid, log=str(log), argv0=str(self.prometheus_cfg), port=self.config.local.prometheus_port
-        )
-        state.save(self.state_file)
-        wait_until(
-            lambda: _http_ok(f"{self.prometheus_url}/-/ready"),
+        self._start_component(
+            "prometheus",
+            argv,
+            argv0=str(self.prometheus_cfg),
+            port=self.config.local.prometheus_port,
+            ready_url=f"{self.prometheus_url}/-/ready",
             timeout=30,
             what="Prometheus",
-            pid=proc.pid,
-            log=log,
         )
 
     # --- status --------------------------------------------------------------------------------------

@@ -20,10 +20,20 @@ import httpx
 import numpy as np
 
 from mlship import names
+from mlship.errors import EnvironmentNotReady
 from mlship.model import data
 from mlship.model.schema import CategoricalFeature, NumericFeature, Schema
 
 MAX_IN_FLIGHT = 256
+
+
+def require_target(target: str, *, explicit: bool) -> None:
+    """Refuse to start a load run when nothing answers at ``target`` (every request would fail)."""
+    try:
+        httpx.get(f"{target.rstrip('/')}/readyz", timeout=3.0, trust_env=False)
+    except httpx.HTTPError as exc:
+        hint = "check --url" if explicit else "start the local environment with `mlship local up`"
+        raise EnvironmentNotReady(f"nothing answers at {target} ({exc}): {hint}") from None
 
 
 @dataclass

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_diabetes
-from sklearn.model_selection import train_test_split
 
 TARGET = "target"
 DATASET_NAME = "sklearn.datasets.load_diabetes(scaled=False)"
@@ -56,6 +54,8 @@ class Split:
 
 def load_frame() -> pd.DataFrame:
     """The full dataset as a DataFrame with the feature columns and ``target``."""
+    from sklearn.datasets import load_diabetes  # here: the CLI and the server start without sklearn's import
+
     frame = load_diabetes(scaled=False, as_frame=True).frame
     frame["sex"] = frame["sex"].astype(int)
     return frame.reset_index(drop=True)
@@ -68,6 +68,8 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 def split(frame: pd.DataFrame, *, seed: int, test_size: float) -> Split:
     """Deterministic held-out split (same seed, same rows)."""
+    from sklearn.model_selection import train_test_split
+
     train, test = train_test_split(frame, test_size=test_size, random_state=seed)
     return Split(train=train.reset_index(drop=True), test=test.reset_index(drop=True))
 

@@ -12,13 +12,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 
 from mlship.errors import RefusedError
 from mlship.model.schema import Schema
-from mlship.model.training import TrainedModel
+
+if TYPE_CHECKING:  # training imports scikit-learn: commands that only read the store do not need it
+    from mlship.model.training import TrainedModel
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
@@ -107,10 +109,18 @@ def resolve(name: str, version: str) -> ModelRecord:
     return get(version if ":" in version else f"{name}:{version}")
 
 
+NO_MODEL = "no model is registered: run `mlship model train` (or `make demo`, which trains every variant)"
+
+
 def list_models(name: str | None = None) -> list[ModelRecord]:
     import bentoml
+    from bentoml.exceptions import NotFound
 
-    records = [_record(m) for m in bentoml.models.list(name)]
+    try:
+        models = bentoml.models.list(name)
+    except NotFound:  # BentoML raises when nothing of that name was ever stored
+        return []
+    records = [_record(m) for m in models]
     return sorted(records, key=lambda r: r.created)
 
 

@@ -12,15 +12,13 @@ import time
 
 import pytest
 
-from mlship.canary.backends.local import LocalBackend
+from mlship.canary.backends.local import LocalBackend, local_controller
 from mlship.canary.controller import Controller
-from mlship.canary.publish import TextfilePublisher
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import CanaryConfig, Config
 from mlship.errors import MlshipError, RefusedError
 from mlship.local.processes import alive, kill_tree
 from mlship.model.releases import Releases
-from mlship.promclient import Prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +43,7 @@ def canary_env(models, tmp_path_factory, local_env_factory):
 
 
 def controller_for(handle, prometheus_url: str | None = None) -> Controller:
-    env = handle.env
-    return Controller(
-        handle.config,
-        LocalBackend(env),
-        Prometheus(prometheus_url or env.prometheus_url),
-        env_name="local",
-        publisher=TextfilePublisher(env.textfile_dir),
-    )
+    return local_controller(handle.config, handle.env, prometheus_url=prometheus_url)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from monitoring_helpers import REPO, free_port, wait_until
 
+from mlship.errors import ExitCode
 from mlship.monitoring import committed, live
 from mlship.monitoring.model_rules import NAMES
 from mlship.promclient import Prometheus
@@ -100,19 +101,19 @@ def test_drift_rules_and_command_see_the_shifted_canary_only(drifting_prometheus
     assert by_role["canary"]["predictions"]["verdict"] == "drift"
 
     failing = _run("drift", "--prometheus-url", url, "--window", "5m", "--fail-on-drift", env=env)
-    assert failing.returncode == 6, failing.stderr
+    assert failing.returncode == ExitCode.DRIFT_FOUND, failing.stderr
     assert "bmi" in failing.stdout and "drift" in failing.stdout
 
 
 def test_unreachable_prometheus_is_a_clear_error():
     url = f"http://127.0.0.1:{free_port()}"
     result = _run("drift", "--prometheus-url", url)
-    assert result.returncode == 5
+    assert result.returncode == ExitCode.PROMETHEUS_UNAVAILABLE
     assert f"Prometheus at {url} is unreachable" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_window_that_is_no_prometheus_duration_is_refused():
     result = _run("drift", "--window", "1 hour")
-    assert result.returncode == 2
+    assert result.returncode == ExitCode.USAGE
     assert "not a Prometheus duration" in result.stderr

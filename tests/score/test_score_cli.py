@@ -10,6 +10,7 @@ from score_helpers import junit_xml
 from typer.testing import CliRunner
 
 from mlship.cli import app
+from mlship.errors import ExitCode
 
 
 @pytest.fixture
@@ -85,7 +86,7 @@ def test_html_report_is_written_and_readable(project):
 
 
 def test_fail_under_exits_7_below_the_threshold(project):
-    assert invoke("--fail-under", "0.5").exit_code == 7
+    assert invoke("--fail-under", "0.5").exit_code == ExitCode.SCORE_TOO_LOW
     assert invoke("--fail-under", "0").exit_code == 0
 
 

@@ -12,9 +12,13 @@ import time
 
 from mlship import names
 from mlship.canary.backend import Routing
+from mlship.canary.controller import Controller
+from mlship.canary.publish import TextfilePublisher
+from mlship.config import Config
 from mlship.errors import RefusedError
 from mlship.local.environment import LocalEnvironment
 from mlship.local.processes import wait_until
+from mlship.promclient import Prometheus
 
 DRAIN_TIMEOUT_S = 30.0
 
@@ -122,3 +126,20 @@ class LocalBackend:
             timeout=15,
             what=f"HAProxy health check of the {slot} server",
         )
+
+
+def local_controller(
+    config: Config, env: LocalEnvironment, *, prometheus_url: str | None = None
+) -> Controller:
+    """The controller of a rollout on the local environment (every caller builds it here).
+
+    HAProxy weights, the environment's Prometheus (or ``prometheus_url``), and the rollout state
+    published as metrics for that Prometheus to scrape.
+    """
+    return Controller(
+        config,
+        LocalBackend(env),
+        Prometheus(prometheus_url or env.prometheus_url),
+        env_name="local",
+        publisher=TextfilePublisher(env.textfile_dir),
+    )
