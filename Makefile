@@ -54,9 +54,10 @@ docker: system ## start the Docker engine if none answers
 demo: setup ## train, build, run the local environment, release a good and a bad model
 	$(MLSHIP) demo
 
-lint: venv ## ruff, yamllint, ansible-lint (production profile)
+lint: venv ## ruff, mypy, yamllint (ansible-lint runs in test-ansible)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/yamllint -s .
 
 test: setup lint checkov-venv ## the whole test suite: lint, pytest (all folders), Molecule scenarios

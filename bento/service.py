@@ -136,11 +136,14 @@ class ModelService:
 
 
 # Added first = outermost: the guard buffers the body (size limit) that the shadow mirror re-sends.
-ModelService.add_asgi_middleware(
+# (@bentoml.service adds add_asgi_middleware to the class at run time, out of the type checker's sight.)
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
     RequestGuard,
     max_body_bytes=names.MAX_REQUEST_BYTES,
     on_reject=METRICS.reject,
     access_log=LOG,
     fields=frozenset([*SCHEMA.names, "instances"]),
 )
-ModelService.add_asgi_middleware(ShadowMirror, target_file=target_file_from_env(), metrics=METRICS)
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
+    ShadowMirror, target_file=target_file_from_env(), metrics=METRICS
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +116,7 @@ def campaign_config(config: Config) -> Config:
     return config.model_copy(update={"local": config.local.model_copy(update={"stable_replicas": 2})})
 
 
-def load_cases(env: LocalEnvironment, row: dict[str, object], settings: Settings) -> list[CaseResult]:
+def load_cases(env: LocalEnvironment, row: Mapping[str, object], settings: Settings) -> list[CaseResult]:
     expected = "every request answered 2xx: 0 5xx, 0 without an answer; throughput and p99 reported"
     seconds, connections = settings.load_seconds, settings.load_connections
     case = f"saturation through the proxy ({seconds:.0f}s, {connections} connections)"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from devtools.reliability.result import CaseResult, errored, skipped, verdict
@@ -368,7 +368,7 @@ def run_faults(
     env: LocalEnvironment,
     config: Config,
     candidate: str,
-    rows: list[dict[str, object]],
+    rows: Sequence[Mapping[str, object]],
     settings: FaultSettings,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> list[CaseResult]:

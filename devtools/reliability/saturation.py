@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def parse_wrk(text: str) -> WrkResult:
 
 
 def run_wrk(
-    url: str, body: dict[str, object], *, seconds: float, connections: int, threads: int = 2
+    url: str, body: Mapping[str, object], *, seconds: float, connections: int, threads: int = 2
 ) -> WrkResult:
     """POST ``body`` as JSON to ``url`` for ``seconds`` through ``connections`` connections."""
     wrk = shutil.which("wrk")
@@ -173,7 +174,12 @@ class Saturation:
 
 
 def saturate(
-    env: LocalEnvironment, row: dict[str, object], *, seconds: float, connections: int, warmup_s: float = 3.0
+    env: LocalEnvironment,
+    row: Mapping[str, object],
+    *,
+    seconds: float,
+    connections: int,
+    warmup_s: float = 3.0,
 ) -> Saturation:
     """Warm up, read the stable server's memory, saturate for ``seconds``, read it again."""
     stable = env.running(names.ROLE_STABLE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -12,7 +13,7 @@ from mlship.local import load
 class Traffic:
     """Constant-rate traffic in a thread; ``lost`` = 5xx answers + requests that got no answer."""
 
-    def __init__(self, proxy_url: str, rows: list[dict[str, Any]], rps: float) -> None:
+    def __init__(self, proxy_url: str, rows: Sequence[Mapping[str, Any]], rps: float) -> None:
         self.proxy_url = proxy_url
         self.rows = rows
         self.rps = rps

@@ -591,8 +591,11 @@ def quantile_ratio_test(
         ok_c = proportion_log_e(exceed_c, n_c, tail, greater=True) >= log_threshold
         if ok_c.any():
             canary_lower = float(finite[len(ok_c) - 1 - np.argmax(ok_c[::-1])])  # largest bound below Q_c
-    established = stable_upper is not None and canary_lower is not None
-    rejected = established and canary_lower >= ratio_limit * stable_upper * (1.0 - _BOUND_ROUNDING)
+    rejected = (
+        stable_upper is not None
+        and canary_lower is not None
+        and canary_lower >= ratio_limit * stable_upper * (1.0 - _BOUND_ROUNDING)
+    )
     est_s = histogram_quantile(quantile, bounds, cum_s) if n_s > 0 else math.nan
     est_c = histogram_quantile(quantile, bounds, cum_c) if n_c > 0 else math.nan
     ratio = est_c / est_s if math.isfinite(est_s) and math.isfinite(est_c) and est_s > 0 else math.nan

@@ -11,6 +11,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -150,7 +151,7 @@ def _policy(name: str, description: str, validate: Any, **extra: Any) -> Resourc
     )
 
 
-POLICIES: list[ResourceValidationPolicy] = [
+POLICIES: list[Policy] = [
     _policy(
         "no-latest-tag", "Container images are pinned (version tag or digest, never latest).", check_no_latest
     ),

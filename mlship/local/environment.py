@@ -187,7 +187,7 @@ class LocalEnvironment:
                 f"the local environment already serves {current.version} as stable; release "
                 f"{stable_version} with `mlship canary run {stable_version}` (or `mlship local down` first)"
             )
-        version = current.version if current else self._initial_version(stable_version)
+        version = current.version if current and current.version else self._initial_version(stable_version)
         self.check_prerequisites(stable_version=version if current is None else None)
         for d in (self.logs, self.rules_dir, self.targets_dir, self.textfile_dir):
             d.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -61,7 +61,7 @@ def heldout_rows(*, seed: int, test_size: float) -> list[dict[str, float | int]]
     """The held-out split's feature rows (what the demo replays)."""
     split = data.split(data.load_frame(), seed=seed, test_size=test_size)
     rows = split.x_test.to_dict(orient="records")
-    return [{k: (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in rows]
+    return [{str(k): (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in rows]
 
 
 POPULATION_SIZE = 5000
@@ -89,7 +89,7 @@ def traffic_rows(*, seed: int, test_size: float, size: int = POPULATION_SIZE) ->
             noise = rng.normal(0.0, BANDWIDTH * float(rows[feature.name].std()), size)
             sample[feature.name] = np.clip(sample[feature.name] + noise, feature.minimum, feature.maximum)
     records = sample.to_dict(orient="records")
-    return [{k: (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in records]
+    return [{str(k): (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in records]
 
 
 def shift_rows(
@@ -110,7 +110,7 @@ def shift_rows(
     return out
 
 
-def invalid_row(row: dict[str, Any], i: int) -> dict[str, Any]:
+def invalid_row(row: Mapping[str, Any], i: int) -> dict[str, Any]:
     """A request that must be rejected (cycling through missing, out of range, wrong type)."""
     bad = dict(row)
     kind = i % 3
@@ -194,7 +194,7 @@ async def _run(
 
 def run_load(
     proxy_url: str,
-    rows: list[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     *,
     rps: float,
     duration_s: float,

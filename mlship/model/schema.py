@@ -95,7 +95,7 @@ class Schema(_Frozen):
             quantiles = np.quantile(col.to_numpy(), np.linspace(0, 1, N_FEATURE_BINS + 1)[1:-1])
             edges = sorted({round(float(q), 6) for q in quantiles})
             bins = np.searchsorted(edges, col.to_numpy(), side="left")
-            share = np.bincount(bins, minlength=len(edges) + 1) / len(col)
+            bin_share = np.bincount(bins, minlength=len(edges) + 1) / len(col)
             features.append(
                 NumericFeature(
                     name=name,
@@ -103,7 +103,7 @@ class Schema(_Frozen):
                     minimum=round(minimum, 6),
                     maximum=round(maximum, 6),
                     bin_edges=edges,
-                    reference_share=[round(float(s), 6) for s in share],
+                    reference_share=[round(float(s), 6) for s in bin_share],
                 )
             )
         y = train[TARGET].to_numpy()
@@ -150,7 +150,7 @@ class Schema(_Frozen):
             if isinstance(f, CategoricalFeature):
                 choices = tuple(f.allowed)
                 fields[f.name] = (
-                    Literal[choices],  # type: ignore[valid-type]
+                    Literal[choices],
                     Field(description=f"{f.description}; one of {list(choices)}"),
                 )
             else:

@@ -18,11 +18,11 @@ tell. Fewer than ``MIN_EXPECTED`` expected values in some bin means too little d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from mlship.monitoring.limits import LIMITS
@@ -76,7 +76,7 @@ class FeatureDrift:
         }
 
 
-def _arrays(counts: Sequence[float], reference: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(counts: ArrayLike, reference: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     c = np.asarray(counts, dtype=float)
     r = np.asarray(reference, dtype=float)
     if c.shape != r.shape or c.ndim != 1 or len(c) < 2:
@@ -88,7 +88,7 @@ def _arrays(counts: Sequence[float], reference: Sequence[float]) -> tuple[np.nda
     return c, r / r.sum()
 
 
-def psi_vs_reference(counts: Sequence[float], reference: Sequence[float], epsilon: float = EPSILON) -> float:
+def psi_vs_reference(counts: ArrayLike, reference: ArrayLike, epsilon: float = EPSILON) -> float:
     c, r = _arrays(counts, reference)
     total = c.sum()
     if total <= 0:
@@ -98,7 +98,7 @@ def psi_vs_reference(counts: Sequence[float], reference: Sequence[float], epsilo
     return float(np.sum((s - r) * np.log(s / r)))
 
 
-def chi_square(counts: Sequence[float], reference: Sequence[float], epsilon: float = EPSILON) -> TestResult:
+def chi_square(counts: ArrayLike, reference: ArrayLike, epsilon: float = EPSILON) -> TestResult:
     """Goodness of fit of ``counts`` to the ``reference`` shares (expected counts clamped like PSI)."""
     c, r = _arrays(counts, reference)
     n = c.sum()
@@ -117,7 +117,7 @@ def ks_p_value(distance: float, n: float) -> float:
     return float(stats.kstwobign.sf(distance * np.sqrt(size)))
 
 
-def ks_vs_reference(counts: Sequence[float], reference: Sequence[float]) -> TestResult:
+def ks_vs_reference(counts: ArrayLike, reference: ArrayLike) -> TestResult:
     """One-sample KS on ordered bins: sup |F_served - F_training| over the bin edges."""
     c, r = _arrays(counts, reference)
     n = c.sum()
@@ -128,8 +128,8 @@ def ks_vs_reference(counts: Sequence[float], reference: Sequence[float]) -> Test
 def judge(
     feature: str,
     kind: Kind,
-    counts: Sequence[float],
-    reference: Sequence[float],
+    counts: ArrayLike,
+    reference: ArrayLike,
     *,
     psi_threshold: float,
     p_value: float,

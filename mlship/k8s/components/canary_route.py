@@ -103,4 +103,5 @@ class CanaryRoute(pulumi.ComponentResource):
             spec=spec,
             opts=child_opts(self, depends_on),
         )
-        self.register_outputs({"route": self.route.metadata})
+        # CustomResource exposes its fields dynamically (untyped): metadata is there at run time.
+        self.register_outputs({"route": self.route.metadata})  # type: ignore[attr-defined]

@@ -96,4 +96,5 @@ class Gateway(pulumi.ComponentResource):
             spec={"gatewayClassName": gw.class_name, "listeners": [spec_listener]},
             opts=child_opts(self, depends),
         )
-        self.register_outputs({"gateway": self.gateway.metadata})
+        # CustomResource exposes its fields dynamically (untyped): metadata is there at run time.
+        self.register_outputs({"gateway": self.gateway.metadata})  # type: ignore[attr-defined]

@@ -8,7 +8,6 @@ dashboards and alerts keyed on ``role`` stay meaningful across releases.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -245,17 +244,16 @@ def _labels(model: Model, role: str | None) -> dict[str, str]:
 
 def _pod_spec(
     model: Model, role: str, version: str, image: str, account: k8s.core.v1.ServiceAccount
-) -> dict[str, Any]:
-    probe = {"port": naming.MODEL_PORT_NAME, "scheme": "HTTP"}
-    env = [
+) -> k8s.core.v1.PodSpecArgsDict:
+    env: list[k8s.core.v1.EnvVarArgsDict] = [
         {"name": "MLSHIP_MODEL_TAG", "value": f"{model.model_tag_name}:{version}"},
         {"name": "MLSHIP_MODEL_NAME", "value": model.model_tag_name},
         {"name": "MLSHIP_ROLE", "value": role},  # the server's JSON logs carry the role too
         {"name": "BENTOML_HOME", "value": BENTOML_HOME},
         {"name": "BENTOML_DO_NOT_TRACK", "value": "true"},
         {"name": "TMPDIR", "value": WRITABLE_DIRS["tmp"]},
-        *({"name": k, "value": v} for k, v in sorted(model.env.items())),
     ]
+    env += [{"name": k, "value": v} for k, v in sorted(model.env.items())]
     return {
         "service_account_name": account.metadata.name,
         "automount_service_account_token": False,
@@ -295,18 +293,18 @@ def _pod_spec(
                     "limits": {"cpu": model.resources.limits.cpu, "memory": model.resources.limits.memory},
                 },
                 "startup_probe": {
-                    "http_get": {"path": "/livez", **probe},
+                    "http_get": _http_get("/livez"),
                     "period_seconds": 5,
                     "failure_threshold": 60,
                 },
                 "liveness_probe": {
-                    "http_get": {"path": "/livez", **probe},
+                    "http_get": _http_get("/livez"),
                     "period_seconds": 10,
                     "timeout_seconds": 3,
                     "failure_threshold": 3,
                 },
                 "readiness_probe": {
-                    "http_get": {"path": "/readyz", **probe},
+                    "http_get": _http_get("/readyz"),
                     "period_seconds": 5,
                     "timeout_seconds": 3,
                     "failure_threshold": 2,
@@ -328,3 +326,7 @@ def _pod_spec(
         ],
         "volumes": [{"name": vol, "empty_dir": {"size_limit": "1Gi"}} for vol in WRITABLE_DIRS],
     }
+
+
+def _http_get(path: str) -> k8s.core.v1.HTTPGetActionArgsDict:
+    return {"path": path, "port": naming.MODEL_PORT_NAME, "scheme": "HTTP"}

@@ -22,6 +22,8 @@ from grafana_foundation_sdk.builders import (
     timeseries,
 )
 from grafana_foundation_sdk.builders.common import GraphThresholdsStyleConfig, VizLegendOptions
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.models.common import (
     BarGaugeDisplayMode,
     GraphThresholdsStyleMode,
@@ -71,8 +73,8 @@ def base(title: str, uid: str, description: str, tags: Sequence[str] = ()) -> da
     )
 
 
-def _targets(queries: Sequence[Query]) -> list[prometheus.Dataquery]:
-    targets = []
+def _targets(queries: Sequence[Query]) -> list[cogbuilder.Builder[cogvariants.Dataquery]]:
+    targets: list[cogbuilder.Builder[cogvariants.Dataquery]] = []
     for ref, query in zip(string.ascii_uppercase, queries, strict=False):
         target = (
             prometheus.Dataquery()
