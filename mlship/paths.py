@@ -1,4 +1,4 @@
-"""Where mlship keeps its state: a project-local folder (default `.mlship/`, see `state_dir` in mlship.yaml).
+"""Where mlship keeps its state: a project-local folder (default `.mlship/`, or `$MLSHIP_STATE_DIR`).
 
 BentoML reads ``BENTOML_HOME`` when it is first imported, so ``use_project_bentoml_home`` must run before
 ``import bentoml`` (the CLI does it first thing). The store lives outside ``bento/`` so a build never

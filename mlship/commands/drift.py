@@ -44,7 +44,7 @@ def drift_cmd(
         typer.Option("--prometheus-url", help="Prometheus to read (default: the local environment's)"),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="machine-readable output (schema in the README)")
+        bool, typer.Option("--json", help="machine-readable output (schema: docs/monitoring.md)")
     ] = False,
     fail_on_drift: Annotated[
         bool,

@@ -120,7 +120,7 @@ def validate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Quality gate: bless or veto CANDIDATE; the verdict is stored with the model. Exit 1 on veto."""
+    """Quality gate: bless or veto CANDIDATE; the verdict is stored with the model. Exit 9 on veto."""
     from mlship.model import gate
     from mlship.model.releases import Releases
 

@@ -85,7 +85,7 @@ def test_html_report_is_written_and_readable(project):
     assert "Training is reproducible." in page
 
 
-def test_fail_under_exits_7_below_the_threshold(project):
+def test_fail_under_exits_8_below_the_threshold(project):
     assert invoke("--fail-under", "0.5").exit_code == ExitCode.SCORE_TOO_LOW
     assert invoke("--fail-under", "0").exit_code == 0
 
