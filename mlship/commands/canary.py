@@ -82,7 +82,9 @@ def start(
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="the RolloutState JSON (schema: docs/canary-status.md)")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the RolloutState JSON (schema: docs/canary-status.md)")
+    ] = False,
 ) -> None:
     """The current (or last) rollout: phase, versions, weight, step, last verdict with its evidence."""
     state = StateStore().load()
