@@ -1,4 +1,4 @@
-"""Vendor an upstream CRD's validation schema into ``pulumi/crds/`` (what ``mlship render`` validates against).
+"""Vendor an upstream CRD's schema into ``pulumi/crds/`` (what ``mlship render`` validates against).
 
     python -m devtools.crds --source "prometheus-operator/prometheus-operator v0.93.0 \
         example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" UPSTREAM_FILE
@@ -75,14 +75,17 @@ def vendor(upstream: bytes, source: str) -> str:
         "rendered objects offline.\n"
         f"# Source: {repo} at {tag}, {path}\n"
         f"# (sha256 of the upstream file: {annotations['mlship.io/upstream-sha256']}).\n"
-        "# Written by `python -m devtools.crds`: the storage version only, without descriptions and CEL rules\n"
-        "# (x-kubernetes-validations need an API server). Do not edit; re-vendor when versions.yaml changes.\n"
+        "# Written by `python -m devtools.crds`: the storage version only, without descriptions and\n"
+        "# CEL rules (x-kubernetes-validations need an API server). Do not edit; re-vendor when\n"
+        "# versions.yaml changes.\n"
     )
     return header + yaml.safe_dump(out, sort_keys=False, width=120)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--source", required=True, help='"<owner/repo> <tag> <path>" of the upstream file')
     parser.add_argument("upstream", type=Path, help="the upstream CRD file (git show TAG:PATH)")
     parser.add_argument("--out-dir", type=Path, default=project_root() / "pulumi" / "crds")

@@ -30,7 +30,7 @@ NAMESPACE = "mlship"  # Pulumi config namespace: keys are "mlship:<key>"
 SECRET_KEYS = frozenset({"grafanaAdminPassword"})
 
 # Pinned chart versions (a stack may override them, but only with exact versions). Each one is listed in
-# versions.yaml with the upstream tag and file it was checked in; tests/pulumi/test_versions.py keeps both equal.
+# versions.yaml with the upstream tag and file it was checked in (tests/pulumi/test_versions.py).
 KUBE_PROMETHEUS_STACK_CHART = "88.0.0"  # prometheus-community; ships prometheus-operator v0.93.0
 LOKI_CHART = "8.1.3"  # grafana-community; Loki 3.6.7 (8.2.0 was never released)
 ALLOY_CHART = "1.9.0"  # grafana; Alloy v1.16.3, the host Alloy's minor

@@ -61,7 +61,8 @@ def test_vendored_crds_match_the_charts_that_install_them():
 
 
 def test_every_vendored_crd_is_listed():
-    listed = {ref.partition(":")[0] for e in VERSIONS["entries"] if e["kind"] == "crd" for ref in e["pinned_in"]}
+    crds = [e for e in VERSIONS["entries"] if e["kind"] == "crd"]
+    listed = {ref.partition(":")[0] for e in crds for ref in e["pinned_in"]}
     vendored = {str(p.relative_to(REPO)) for p in (REPO / "pulumi" / "crds").glob("*.yaml")}
     assert vendored == listed
 
@@ -74,14 +75,17 @@ def test_validation_uses_the_clusters_kubernetes_minor():
     assert VERSIONS["kubernetes"]["minor"] == minor
     for reference in VERSIONS["kubernetes"]["pinned_in"]:
         assert pinned_value(reference) == minor
-    assert validate.KUBERNETES_VERSION == minor
+    assert minor == validate.KUBERNETES_VERSION
 
 
 def test_every_chart_the_program_installs_is_listed(render):
-    charts = {"gateway-helm" if "gateway-helm" in r["chart"] else r["chart"]: r for r in render("prod").releases}
+    releases = render("prod").releases
+    charts = {"gateway-helm" if "gateway-helm" in r["chart"] else r["chart"]: r for r in releases}
     for chart, release in charts.items():
         assert chart in ENTRIES, f"Helm chart {chart} is installed but not in versions.yaml"
         assert release["version"] == ENTRIES[chart]["version"]
-        assert (release["repository"] or release["chart"]).rstrip("/").endswith(
-            ENTRIES[chart]["repository"].removeprefix("oci://docker.io/envoyproxy/").rstrip("/")
+        assert (
+            (release["repository"] or release["chart"])
+            .rstrip("/")
+            .endswith(ENTRIES[chart]["repository"].removeprefix("oci://docker.io/envoyproxy/").rstrip("/"))
         )

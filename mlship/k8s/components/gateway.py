@@ -115,7 +115,7 @@ class Gateway(pulumi.ComponentResource):
     def _pod_monitor(
         self, name: str, config: StackConfig, labels: dict[str, str], depends_on: Sequence[pulumi.Resource]
     ) -> None:
-        """Scrape the gateway's proxies: what the gateway saw per backend (5xx, timeouts, connect failures)."""
+        """Scrape the gateway's proxies: what the gateway saw per backend (5xx, timeouts, refused)."""
         k8s.apiextensions.CustomResource(
             f"{name}-proxy-podmonitor",
             api_version="monitoring.coreos.com/v1",
