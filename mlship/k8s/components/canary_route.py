@@ -26,15 +26,11 @@ from mlship.k8s.components import child_opts
 from mlship.k8s.stack_config import Model
 
 TYPE = "mlship:k8s:CanaryRoute"
-ROUTED_ENDPOINTS = (names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH)
+ROUTED_ENDPOINTS = naming.ROUTED_ENDPOINTS
 
 
 ROUTE_IGNORED_FIELDS = ["spec.rules"]  # owned by the canary controller after creation
 ROLE_HEADER = "x-mlship-role"
-# Position of each role in every rule's backendRefs. Envoy Gateway names the cluster of backend j of
-# rule i "httproute/<namespace>/<route>/rule/<i>/backend/<j>" (internal/gatewayapi/helpers.go, v1.7.5),
-# which is how the gateway's metrics tell the canary from stable (mlship/canary/analysis.py).
-BACKEND_INDEX = {names.ROLE_STABLE: 0, names.ROLE_CANARY: 1}
 
 
 def _backend(model: Model, role: str, weight: int) -> dict[str, Any]:
@@ -57,12 +53,12 @@ def _backend(model: Model, role: str, weight: int) -> dict[str, Any]:
 
 def backend_refs(model: Model) -> list[dict[str, Any]]:
     """Weighted backends: stable gets ``100 - weight``, the canary ``weight`` (0 while shadowing)."""
-    if model.canary is None:
-        return [_backend(model, names.ROLE_STABLE, 100)]
-    return [
-        _backend(model, names.ROLE_STABLE, 100 - model.canary.weight),
-        _backend(model, names.ROLE_CANARY, model.canary.weight),
-    ]
+    weights = {names.ROLE_STABLE: 100}
+    if model.canary is not None:
+        weights = {names.ROLE_STABLE: 100 - model.canary.weight, names.ROLE_CANARY: model.canary.weight}
+    # In naming.BACKEND_INDEX order: the gateway's metrics name backends by their position.
+    ordered = sorted(weights, key=naming.BACKEND_INDEX.__getitem__)
+    return [_backend(model, role, weights[role]) for role in ordered]
 
 
 def rules(model: Model) -> list[dict[str, Any]]:
