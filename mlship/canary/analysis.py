@@ -70,11 +70,12 @@ LOCAL = Queries(
 # Series as the Prometheus Operator scrapes them (ServiceMonitor with honorLabels, so BentoML's endpoint
 # label survives; the pod's role and model become labels), filtered to one model in one namespace: two
 # models can roll out at once in one Prometheus. Requests and errors take the larger of two counts: the
-# model server's own, and what the gateway saw for that role's backend of the /predict rule. Envoy Gateway gives each backend
-# of a rule its own cluster, httproute/<ns>/<route>/rule/<i>/backend/<j> (the route's per-backend filter,
-# mlship/k8s/components/canary_route.py), and charges to it the 5xx it answered itself: the 503 of a
-# refused connection and the 504 of a timeout, which the model server never counts. Without gateway
-# metrics (another Gateway implementation, PodMonitor not scraped) the server's counts remain.
+# model server's own, and what the gateway saw for that role's backend of the /predict rule. Envoy
+# Gateway gives each backend of a rule its own cluster, httproute/<ns>/<route>/rule/<i>/backend/<j>
+# (the route's per-backend filter, mlship/k8s/components/canary_route.py), and charges to it the
+# 5xx it answered itself: the 503 of a refused connection and the 504 of a timeout, which the model
+# server never counts. Without gateway metrics (another Gateway implementation, PodMonitor not
+# scraped) the server's counts remain.
 ENVOY_RESPONSES = "envoy_cluster_upstream_rq_xx"  # label envoy_response_code_class="2".."5"
 _B = names.METRIC_BENTO_REQUESTS
 
