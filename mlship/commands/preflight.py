@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mlship.config import load_config
 from mlship.errors import ExitCode
 from mlship.progress import status
 
@@ -27,6 +28,10 @@ def preflight(
     image_repository: Annotated[
         str | None, typer.Option(help="run this image repository instead of the stack's (same tags)")
     ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option(help="also run VERSION as the model's canary (what `mlship canary start` deploys)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON on stdout")] = False,
 ) -> None:
     """Render STACK and run each model pod (stable, canary) in Docker exactly as its spec says.
@@ -38,8 +43,9 @@ def preflight(
     from mlship.paths import project_root
 
     program = program or project_root() / "pulumi"
+    release = (load_config().model.name, canary) if canary is not None else None
     with status(f"preflight of stack {stack}: rendering, then running its model pods in Docker"):
-        report = runner.preflight(stack, program, image_repository=image_repository)
+        report = runner.preflight(stack, program, image_repository=image_repository, canary=release)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

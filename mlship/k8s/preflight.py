@@ -480,16 +480,27 @@ def preflight(
     program_dir: Path,
     *,
     image_repository: str | None = None,
+    canary: tuple[str, str] | None = None,
 ) -> Report:
-    """Render ``stack`` and run each model pod (stable and canary, in parallel) with its checks."""
+    """Render ``stack`` and run each model pod (stable and canary, in parallel) with its checks.
+
+    ``canary`` = (model name, version): render the stack as ``mlship canary start VERSION`` will run it,
+    with that version as the model's canary (what a release pipeline checks before its first step).
+    """
     from mlship import images
 
     if not images.docker_available():
         raise EnvironmentNotReady("no Docker engine answers `docker info`: run `make setup`")
     overrides: dict[str, Any] = {}
-    if image_repository is not None:
+    if image_repository is not None or canary is not None:
         raw, _ = read_stack_file(program_dir / f"Pulumi.{stack}.yaml")
-        overrides["models"] = [{**m, "image": image_repository} for m in raw["models"]]
+        models = [dict(m) for m in raw["models"]]
+        for model in models:
+            if image_repository is not None:
+                model["image"] = image_repository
+            if canary is not None and model.get("name") == canary[0]:
+                model["canary"] = {"version": canary[1], "weight": 0}
+        overrides["models"] = models
     started = time.monotonic()
     result = renderer.run_program(stack, program_dir, overrides)
     runs = []

@@ -9,6 +9,7 @@ Loki chart 8.2.0 (never released) was pinned by the code while no list said wher
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,20 @@ def pinned_value(reference: str) -> str:
     file_name, _, name = reference.partition(":")
     path = REPO / file_name
     assert path.is_file(), f"{reference}: {file_name} does not exist"
+    text = path.read_text(encoding="utf-8")
+    if path.name == "Makefile":
+        (value,) = re.findall(rf"^{re.escape(name)} := (\S+)", text, flags=re.M)
+        return value
+    if path.name == "requirements.lock":
+        (value,) = re.findall(rf"^{re.escape(name)}==(\S+)$", text, flags=re.M)
+        return value
+    if ".github/workflows/" in file_name:  # uses: owner/action@<commit>  # <tag>
+        pins = set(re.findall(rf"uses: {re.escape(name)}@([0-9a-f]{{40}})\s+#\s*(\S+)", text))
+        assert len(pins) == 1, f"{reference}: expected one pinned commit, found {pins}"
+        ((commit, tag),) = pins
+        entry = next(e for e in VERSIONS["entries"] if reference in e["pinned_in"])
+        assert commit == entry["checked"]["commit"], f"{reference} pins {commit}"
+        return tag
     if path.suffix == ".py":
         module = importlib.import_module(file_name.removesuffix(".py").replace("/", "."))
         return str(getattr(module, name))
