@@ -79,10 +79,6 @@ def test_charts_are_pinned_and_loki_is_monolithic(render):
     assert release(result, "alloy")["namespace"] == result.config.monitoring.agents_namespace
 
 
-def _role_default(role: str, key: str):
-    return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())[key]
-
-
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_port_9100_has_one_owner_the_hosts_node_exporter(render, stack):
     """Issue 11 defect 3: the chart's node-exporter DaemonSet (hostNetwork) bound the port of the hosts'
@@ -96,7 +92,12 @@ def test_port_9100_has_one_owner_the_hosts_node_exporter(render, stack):
     (job,) = values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
     assert job["job_name"] == names.JOB_NODE == "node-exporter"  # what the chart's node rules select
     assert job["kubernetes_sd_configs"] == [{"role": "node"}]
-    host_port = _role_default("node_exporter", "node_exporter_web_listen_address").rpartition(":")[2]
+    # where the hosts' exporter listens: the environment's inventory (wired through group_vars/all.yml)
+    inventory = yaml.safe_load((REPO / "inventory" / stack / "hosts.yml").read_text())
+    host_port = str(inventory["all"]["vars"]["mlship_node_exporter_port"])
+    group_vars = (REPO / "ansible" / "group_vars" / "all.yml").read_text()
+    assert 'node_exporter_web_listen_address: "0.0.0.0:{{ mlship_node_exporter_port }}"' in group_vars
+    assert host_port == str(render(stack).config.monitoring.node_exporter_port)
     (address,) = [r for r in job["relabel_configs"] if r["target_label"] == "__address__"]
     assert re.fullmatch(address["regex"], "10.0.0.5:10250")  # role=node targets are <InternalIP>:<kubelet>
     assert re.sub(address["regex"], address["replacement"].replace("${1}", r"\1"), "10.0.0.5:10250") == (

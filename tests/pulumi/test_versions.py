@@ -46,7 +46,10 @@ def pinned_value(reference: str) -> str:
     doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     if doc.get("kind") == "CustomResourceDefinition":
         return str(doc["metadata"]["annotations"][name])
-    return str(doc[name])
+    value: Any = doc
+    for key in name.split("."):  # all.vars.mlship_k3s_version in an inventory
+        value = value[key]
+    return str(value)
 
 
 PINS = [(e["name"], ref) for e in VERSIONS["entries"] for ref in e["pinned_in"]]
