@@ -96,7 +96,7 @@ def test_port_9100_has_one_owner_the_hosts_node_exporter(render, stack):
     inventory = yaml.safe_load((REPO / "inventory" / stack / "hosts.yml").read_text())
     host_port = str(inventory["all"]["vars"]["mlship_node_exporter_port"])
     group_vars = (REPO / "ansible" / "group_vars" / "all.yml").read_text()
-    assert 'node_exporter_web_listen_address: "0.0.0.0:{{ mlship_node_exporter_port }}"' in group_vars
+    assert re.search(r"node_exporter_web_listen_address:.*:\{\{ mlship_node_exporter_port \}\}", group_vars)
     assert host_port == str(render(stack).config.monitoring.node_exporter_port)
     (address,) = [r for r in job["relabel_configs"] if r["target_label"] == "__address__"]
     assert re.fullmatch(address["regex"], "10.0.0.5:10250")  # role=node targets are <InternalIP>:<kubelet>
