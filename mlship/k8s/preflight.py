@@ -489,8 +489,6 @@ def preflight(
     """
     from mlship import images
 
-    if not images.docker_available():
-        raise EnvironmentNotReady("no Docker engine answers `docker info`: run `make setup`")
     overrides: dict[str, Any] = {}
     if image_repository is not None or canary is not None:
         raw, _ = read_stack_file(program_dir / f"Pulumi.{stack}.yaml")
@@ -503,6 +501,8 @@ def preflight(
         overrides["models"] = models
     started = time.monotonic()
     result = renderer.run_program(stack, program_dir, overrides)
+    if not images.docker_available():
+        raise EnvironmentNotReady("no Docker engine answers `docker info`: run `make setup`")
     runs = []
     for deployment in result.manifests:
         labels = deployment.get("metadata", {}).get("labels", {})
