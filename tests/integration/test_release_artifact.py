@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEST_IMAGE_REPOSITORY
 
 from mlship import build
 from mlship.errors import ExitCode
@@ -54,7 +53,7 @@ CHECK_NAMES = {
 }
 
 
-def preflight(stack: str, program: Path = PROGRAM, repository: str = TEST_IMAGE_REPOSITORY):
+def preflight(stack: str, repository: str, program: Path = PROGRAM):
     args = [*MLSHIP, "preflight", "--stack", stack, "--program", str(program), "--json"]
     args += ["--image-repository", repository]
     started = time.monotonic()
@@ -64,7 +63,7 @@ def preflight(stack: str, program: Path = PROGRAM, repository: str = TEST_IMAGE_
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_preflight_passes_on_the_shipped_stacks(model_image, stack):
-    done, seconds = preflight(stack)
+    done, seconds = preflight(stack, model_image.rsplit(":", 1)[0])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     (pod,) = report["pods"]  # these stacks run no canary
@@ -113,15 +112,16 @@ def test_the_old_stack_config_fails_preflight_naming_the_check(model_image, tmp_
     doc = yaml.safe_load(stack_file.read_text())
     doc["config"]["mlship:models"][0]["stable"] = "1.0.0"
     stack_file.write_text(yaml.safe_dump(doc))
-    missing, _ = preflight("dev", program)
+    repository = model_image.rsplit(":", 1)[0]
+    missing, _ = preflight("dev", repository, program)
     assert missing.returncode == ExitCode.VALIDATION_FAILED
-    assert f"image {TEST_IMAGE_REPOSITORY}:1.0.0 is not here: build it with `mlship build" in missing.stderr
+    assert f"image {repository}:1.0.0 is not here: build it with `mlship build" in missing.stderr
     # tagged by hand (what `docker tag` to the stack's name did before): the pod cannot start
-    subprocess.run(["docker", "tag", model_image, f"{TEST_IMAGE_REPOSITORY}:1.0.0"], check=True)
+    subprocess.run(["docker", "tag", model_image, f"{repository}:1.0.0"], check=True)
     try:
-        done, _ = preflight("dev", program)
+        done, _ = preflight("dev", repository, program)
     finally:
-        subprocess.run(["docker", "rmi", f"{TEST_IMAGE_REPOSITORY}:1.0.0"], capture_output=True)
+        subprocess.run(["docker", "rmi", f"{repository}:1.0.0"], capture_output=True)
     assert done.returncode == ExitCode.VALIDATION_FAILED
     report = json.loads(done.stdout)
     (failed,) = [c for c in report["pods"][0]["checks"] if not c["ok"]]
