@@ -21,6 +21,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("demo", None),
     ("canary", "canary"),
     ("render", None),
+    ("preflight", None),
     ("drift", None),
     ("score", None),
 ]

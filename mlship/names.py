@@ -84,7 +84,7 @@ METRIC_ROUTER_WEIGHT = "haproxy_server_weight"
 JOB_MODEL = "mlship-model"
 JOB_ROUTER = "mlship-router"
 JOB_PROMETHEUS = "prometheus"
-JOB_NODE = "node"
+JOB_NODE = "node-exporter"  # the name kube-prometheus-stack's node rules and dashboards select too
 
 # --- HTTP API --------------------------------------------------------------------------------------
 ENDPOINT_PREDICT = "/predict"

@@ -33,7 +33,13 @@ NetworkPolicies("network-policies", config, depends_on=ns)
 monitoring = None
 if config.monitoring.enabled:
     monitoring = Monitoring("monitoring", config, rule_groups(project), dashboards(), depends_on=ns)
-gateway = Gateway("gateway", config, depends_on=ns)
+gateway = Gateway(
+    "gateway",
+    config,
+    depends_on=ns,
+    pod_monitor_labels=selector_labels(config) if monitoring else None,
+    monitoring_crds=[monitoring.releases["kube-prometheus-stack"]] if monitoring else [],
+)
 
 for model in config.models:
     deployment = ModelDeployment(

@@ -69,6 +69,32 @@ def service_module(models):
     return module
 
 
+# The model image the tests build, once per session (tests/integration: the container, preflight, export).
+# Its own repository, so the tests never retag or remove an image a developer built.
+TEST_IMAGE_REPOSITORY = "mlship-prod-tests/diabetes-regressor"
+
+
+@pytest.fixture(scope="session")
+def model_image(models) -> str:
+    """`mlship build --containerize` of the baseline, tagged <TEST_IMAGE_REPOSITORY>:<version>."""
+    import shutil
+    import subprocess
+
+    from mlship import build
+
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
+        pytest.fail("no Docker engine answers: `make setup` installs and starts it")
+    result = build.build(
+        models["baseline"].version,
+        model_name=MODEL_NAME,
+        containerize_image=True,
+        offline=True,
+        image_repository=TEST_IMAGE_REPOSITORY,
+    )
+    assert result.image == f"{TEST_IMAGE_REPOSITORY}:{models['baseline'].version}"
+    return result.image
+
+
 @dataclass
 class LocalEnv:
     """A running local environment (what `mlship local up` starts) with optional traffic."""

@@ -16,6 +16,7 @@ from string import Template
 from mlship import names
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.state import RolloutState
+from mlship.k8s.naming import BACKEND_INDEX, ROUTED_ENDPOINTS
 from mlship.promclient import Prometheus
 
 # Prometheus needs two samples inside a window; below this there is no data yet.
@@ -65,22 +66,59 @@ LOCAL = Queries(
     shadow_diff=f'sum by (le) (increase({names.METRIC_SHADOW_ABS_DIFF}_bucket{{role="stable"}}[$w]))',
 )
 
-# Kubernetes: the gateway implementation's own metrics differ by implementation, so requests and
-# errors are read from the model servers (5xx answers), labelled with the pod's role.
+# --- Kubernetes ----------------------------------------------------------------------------------
+# Series as the Prometheus Operator scrapes them (ServiceMonitor with honorLabels, so BentoML's endpoint
+# label survives; the pod's role and model become labels), filtered to one model in one namespace: two
+# models can roll out at once in one Prometheus. Requests and errors take the larger of two counts: the
+# model server's own, and what the gateway saw for that role's backend of the /predict rule. Envoy
+# Gateway gives each backend of a rule its own cluster, httproute/<ns>/<route>/rule/<i>/backend/<j>
+# (the route's per-backend filter, mlship/k8s/components/canary_route.py), and charges to it the
+# 5xx it answered itself: the 503 of a refused connection and the 504 of a timeout, which the model
+# server never counts. Without gateway metrics (another Gateway implementation, PodMonitor not
+# scraped) the server's counts remain.
+ENVOY_RESPONSES = "envoy_cluster_upstream_rq_xx"  # label envoy_response_code_class="2".."5"
 _B = names.METRIC_BENTO_REQUESTS
-_SERVICE = f'role="$role",endpoint="{names.ENDPOINT_PREDICT}"'
-KUBERNETES = Queries(
-    requests=f"sum(increase({_B}{{{_SERVICE}}}[$w]))",
-    errors=f'sum(increase({_B}{{{_SERVICE},http_response_code=~"5.."}}[$w]))',
-    rejected=LOCAL.rejected,
-    latency=LOCAL.latency,
-    predictions=LOCAL.predictions,
-    shadow_requests=f'sum(increase({_B}{{role="canary",endpoint="{names.ENDPOINT_PREDICT}"}}[$w]))',
-    shadow_errors=(
-        f'sum(increase({_B}{{role="canary",endpoint="{names.ENDPOINT_PREDICT}",http_response_code=~"5.."}}[$w]))'
-    ),
-    shadow_diff=None,
-)
+
+
+class KubernetesQueries(Queries):
+    """``Queries`` with ``$backend``: the role's index in the route's backendRefs."""
+
+    def render(self, name: str, role: str, window: int) -> str:
+        backend = BACKEND_INDEX[role]
+        return Template(getattr(self, name)).substitute(role=role, w=f"{window}s", backend=backend)
+
+
+def _larger(a: str, b: str) -> str:
+    """max(a, b) of two one-element sums, either possibly without series (then 0)."""
+    return f"((({a}) or vector(0)) > (({b}) or vector(0)) or (({b}) or vector(0)))"
+
+
+def kubernetes_queries(model: str, namespace: str) -> Queries:
+    scope = f'namespace="{namespace}",model="{model}"'
+    server = f'{scope},role="$role",endpoint="{names.ENDPOINT_PREDICT}"'
+    # The /predict rule only: the same requests the server's endpoint="/predict" counts.
+    rule = ROUTED_ENDPOINTS.index(names.ENDPOINT_PREDICT)
+    gateway = f'envoy_cluster_name="httproute/{namespace}/{model}/rule/{rule}/backend/$backend"'
+    mirrored = f'{scope},role="{names.ROLE_CANARY}",endpoint="{names.ENDPOINT_PREDICT}"'
+    return KubernetesQueries(
+        requests=_larger(
+            f"sum(increase({_B}{{{server}}}[$w]))", f"sum(increase({ENVOY_RESPONSES}{{{gateway}}}[$w]))"
+        ),
+        errors=_larger(
+            f'sum(increase({_B}{{{server},http_response_code=~"5.."}}[$w]))',
+            f'sum(increase({ENVOY_RESPONSES}{{{gateway},envoy_response_code_class="5"}}[$w]))',
+        ),
+        rejected=f'sum(increase({names.METRIC_REJECTED}{{{scope},role="$role"}}[$w]))',
+        latency=(
+            f"sum by (le) (increase({names.METRIC_BENTO_DURATION}_bucket"
+            f'{{{server},http_response_code="200"}}[$w]))'
+        ),
+        predictions=f'sum by (le) (increase({names.METRIC_PREDICTION}_bucket{{{scope},role="$role"}}[$w]))',
+        # The gateway's RequestMirror: the candidate's answers are discarded, its server counts them.
+        shadow_requests=f"sum(increase({_B}{{{mirrored}}}[$w]))",
+        shadow_errors=f'sum(increase({_B}{{{mirrored},http_response_code=~"5.."}}[$w]))',
+        shadow_diff=None,
+    )
 
 
 class Analyzer:

@@ -52,13 +52,21 @@ def build_controller(config: Config, env: str | None, prometheus_url: str | None
         return local_controller(config, LocalEnvironment(config), prometheus_url=prometheus_url)
     if prometheus_url is None:
         raise RefusedError(f"--prometheus-url is required for stack {env!r} (the cluster's Prometheus)")
-    from mlship.canary.analysis import KUBERNETES, Analyzer
-    from mlship.canary.backends.kubernetes import AutomationWorkspace, KubernetesBackend
+    from mlship.canary.analysis import Analyzer, kubernetes_queries
+    from mlship.canary.backends.kubernetes import AutomationWorkspace, KubernetesApi, KubernetesBackend
+    from mlship.k8s.stack_config import read_stack_file
     from mlship.paths import project_root
 
+    program = project_root() / "pulumi"
+    raw, _ = read_stack_file(program / f"Pulumi.{env}.yaml")
     prom = Prometheus(prometheus_url)
-    backend = KubernetesBackend(AutomationWorkspace(env, project_root() / "pulumi"), config.model.name)
-    return Controller(config, backend, prom, env_name=env, analyzer=Analyzer(prom, KUBERNETES))
+    # Weights and mirror go to the cluster's API (kubeconfig's current context, or in-cluster);
+    # the Deployments' versions go to the stack config and a targeted `pulumi up`.
+    backend = KubernetesBackend(
+        AutomationWorkspace(env, program), KubernetesApi(), config.model.name, on_warning=err.print
+    )
+    queries = kubernetes_queries(config.model.name, str(raw.get("namespace", "mlship")))
+    return Controller(config, backend, prom, env_name=env, analyzer=Analyzer(prom, queries))
 
 
 @app.command()

@@ -20,6 +20,13 @@ JOB = "mlship.io/job"  # Service label the ServiceMonitor takes the Prometheus `
 
 COMPONENT_MODEL = "model-server"
 
+# Position of each role in every HTTPRoute rule's backendRefs. Envoy Gateway names the cluster of backend
+# j of rule i "httproute/<namespace>/<route>/rule/<i>/backend/<j>" (internal/gatewayapi/helpers.go,
+# v1.7.5): the canary analysis reads the gateway's per-role counts by this index.
+BACKEND_INDEX = {names.ROLE_STABLE: 0, names.ROLE_CANARY: 1}
+# The HTTPRoute's rules, in order: one per routed endpoint (rule i serves ROUTED_ENDPOINTS[i]).
+ROUTED_ENDPOINTS = (names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH)
+
 # kube-prometheus-stack's Grafana sidecar picks up ConfigMaps carrying these labels.
 GRAFANA_DASHBOARD_LABEL = "grafana_dashboard"
 GRAFANA_DATASOURCE_LABEL = "grafana_datasource"

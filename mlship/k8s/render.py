@@ -47,6 +47,8 @@ class RenderResult:
     stack: str
     config: StackConfig
     resources: list[Registered]
+    # "type::name" -> the resource's ignore_changes (what `pulumi up` leaves to others), when set
+    ignore_changes: dict[str, list[str]] = field(default_factory=dict)
     manifests: list[dict[str, Any]] = field(default_factory=list)
     releases: list[dict[str, Any]] = field(default_factory=list)
     secret_paths: list[str] = field(default_factory=list)  # "Kind/ns/name:field" of redacted values
@@ -106,11 +108,23 @@ def run_program(stack: str, program_dir: Path, overrides: Mapping[str, Any] | No
     if not main.is_file():
         raise ConfigError(f"{main}: Pulumi program not found")
 
+    ignored: dict[str, list[str]] = {}
+
+    def record_options(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        if args.opts is not None and args.opts.ignore_changes:
+            ignored[f"{args.type_}::{args.name}"] = list(args.opts.ignore_changes)
+        return None
+
     def program() -> None:
+        pulumi.runtime.register_stack_transformation(record_options)
         runpy.run_path(str(main), run_name="__main__")
 
     pulumi.runtime.test(program)()
-    result = RenderResult(stack=stack, config=config, resources=list(mocks.registered))
+    result = RenderResult(
+        stack=stack, config=config, resources=list(mocks.registered), ignore_changes=ignored
+    )
     _collect(result)
     return result
 

@@ -29,11 +29,12 @@ from mlship.errors import ConfigError
 NAMESPACE = "mlship"  # Pulumi config namespace: keys are "mlship:<key>"
 SECRET_KEYS = frozenset({"grafanaAdminPassword"})
 
-# Pinned chart versions (a stack may override them, but only with exact versions).
+# Pinned chart versions (a stack may override them, but only with exact versions). Each one is listed in
+# versions.yaml with the upstream tag and file it was checked in (tests/pulumi/test_versions.py).
 KUBE_PROMETHEUS_STACK_CHART = "88.0.0"  # prometheus-community; ships prometheus-operator v0.93.0
-LOKI_CHART = "8.2.0"  # grafana-community; Loki 3.6.7
-ALLOY_CHART = "1.5.3"  # grafana
-ENVOY_GATEWAY_CHART = "v1.7.4"  # oci://docker.io/envoyproxy/gateway-helm
+LOKI_CHART = "8.1.3"  # grafana-community; Loki 3.6.7 (8.2.0 was never released)
+ALLOY_CHART = "1.9.0"  # grafana; Alloy v1.16.3, the host Alloy's minor
+ENVOY_GATEWAY_CHART = "v1.7.5"  # oci://docker.io/envoyproxy/gateway-helm; Gateway API v1.4.1
 
 DnsLabel = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 # Model names end up in "<name>-stable"/"<name>-canary" Service names (DNS-1035, <= 63 chars).
@@ -242,6 +243,8 @@ class Monitoring(_Strict):
     loki_storage: Annotated[Quantity, Field(alias="lokiStorage")] = "10Gi"
     loki_retention: Annotated[Duration, Field(alias="lokiRetention")] = "168h"
     grafana_admin_user: Annotated[str, Field(alias="grafanaAdminUser", min_length=1)] = "admin"
+    # Port of the node exporter every k3s node runs on the host (roles/node_exporter); Prometheus scrapes it.
+    node_exporter_port: Annotated[int, Field(alias="nodeExporterPort", ge=1, le=65535)] = 9100
 
 
 class StackConfig(_Strict):

@@ -24,7 +24,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-KUBERNETES_VERSION = "1.33"
+# The Kubernetes minor of the cluster the roles install (k3s v1.34.x, versions.yaml `kubernetes.minor`).
+KUBERNETES_VERSION = "1.34"
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -7,7 +7,6 @@ filesystem, writable tmpfs only for /tmp and BentoML's home, and talks to it ove
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,14 +27,8 @@ def docker(*args: str, check: bool = True) -> str:
 
 
 @pytest.fixture(scope="module")
-def image(models) -> str:
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode:
-        pytest.fail("no Docker engine answers: `make setup` installs and starts it")
-    result = build.build(
-        models["baseline"].version, model_name="diabetes-regressor", containerize_image=True, offline=True
-    )
-    assert result.image is not None
-    return result.image
+def image(model_image) -> str:
+    return model_image  # built once per session (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pytest
 from pulumi_helpers import find, one, with_canary
 
 from mlship import names
+from mlship.k8s import naming
 
 MODEL = "diabetes-regressor"
 
@@ -100,3 +101,28 @@ def test_gateway_class_and_implementation(render):
     assert find(external, "GatewayClass") == []
     assert one(external, "Gateway", "mlship")["spec"]["gatewayClassName"] == "cilium"
     assert all(r["release"] != "envoy-gateway" for r in external.releases)
+
+
+def test_pulumi_leaves_the_rules_to_the_canary_controller(render):
+    """`pulumi up` creates the route, then never touches spec.rules (the controller applies them)."""
+    result = render("staging")
+    assert result.ignore_changes == {
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::diabetes-regressor-route": ["spec.rules"]
+    }
+
+
+def test_each_backend_gets_its_own_gateway_cluster(render):
+    """A per-backend filter makes Envoy Gateway build one cluster per backend (NeedsClusterPerSetting),
+    named by the backend's position, so the gateway's counts tell stable from canary."""
+    result = render("dev", models=with_canary("dev", weight=30))
+    for rule in route(result)["spec"]["rules"]:
+        refs = rule["backendRefs"]
+        assert [ref["name"] for ref in refs] == [
+            f"{MODEL}-{r}" for r in sorted(naming.BACKEND_INDEX, key=naming.BACKEND_INDEX.__getitem__)
+        ]
+        for ref in refs:
+            role = ref["name"].removeprefix(f"{MODEL}-")
+            (header,) = ref["filters"][0]["requestHeaderModifier"]["set"]
+            assert header == {"name": "x-mlship-role", "value": role}
+    paths = [r["matches"][0]["path"]["value"] for r in route(result)["spec"]["rules"]]
+    assert paths == [f"/{MODEL}{endpoint}" for endpoint in naming.ROUTED_ENDPOINTS]

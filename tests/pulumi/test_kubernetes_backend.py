@@ -1,109 +1,289 @@
-"""The Kubernetes traffic backend against a test double of the Pulumi stack.
+"""The Kubernetes traffic backend: the route through the API, the Deployments through Pulumi.
 
-The backend's only outside dependency is ``StackWorkspace`` (get/set config, ``up``). Its real
-implementation drives the Pulumi CLI through the Automation API, which cannot be installed here, so
-these tests use ``FakeStack``: an in-memory config plus an ``up`` that renders the real program under
-Pulumi's mocks with that config (what `pulumi up` would deploy) and can be told to fail.
+No API server and no Pulumi CLI exist here. ``FakeApiServer`` (tests/pulumi/fake_kubernetes.py) stands in
+for the API server's server-side apply (field ownership, atomic lists, conflicts, force); ``FakeStack``
+for ``pulumi up``: the real program rendered under Pulumi's mocks and applied to that fake server the
+way pulumi-kubernetes does (its own field manager, no force, ignore_changes as handleSSAIgnoreFields).
+The tests assert the exact patch the backend sends, who owns which field afterwards, that a later
+``pulumi up`` keeps what the controller did, and two rollouts on one stack at the same time.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+import threading
 
 import pytest
-from pulumi_helpers import PROGRAM, one, stack_models
+from fake_kubernetes import PULUMI_MANAGER, Conflict, FakeApiServer, FakeStack
+from pulumi_helpers import PROGRAM, stack_models
 
+from mlship import names
 from mlship.canary.backend import Routing, TrafficBackend
-from mlship.canary.backends.kubernetes import MODELS_KEY, KubernetesBackend
+from mlship.canary.backends.kubernetes import (
+    FIELD_MANAGER,
+    MODELS_KEY,
+    ROLE_RESOURCES,
+    KubernetesBackend,
+)
 from mlship.errors import MlshipError, RefusedError
 from mlship.k8s import render as renderer
+from mlship.k8s.components.canary_route import rules
+from mlship.k8s.stack_config import validate_models
 
 MODEL = "diabetes-regressor"
+OTHER = "fraud-scorer"
+ROUTE = ("gateway.networking.k8s.io/v1", "HTTPRoute", "mlship")
+V2, V3 = "2b7c0ffee000", "3c8d0ffee000"
 
 
-class FakeStack:
-    """In-memory stack config; ``up`` renders the program with it under mocks."""
-
-    def __init__(self, models: list[dict[str, Any]], *, fail_up: bool = False) -> None:
-        self.config: dict[str, Any] = {MODELS_KEY: copy.deepcopy(models)}
-        self.fail_up = fail_up
-        self.writes: list[Any] = []
-        self.deployed: renderer.RenderResult | None = None
-
-    def get_config(self, key: str) -> Any:
-        return copy.deepcopy(self.config.get(key))
-
-    def set_config(self, key: str, value: Any) -> None:
-        self.writes.append(copy.deepcopy(value))
-        self.config[key] = copy.deepcopy(value)
-
-    def up(self) -> None:
-        if self.fail_up:
-            raise RuntimeError("update failed: 1 error (simulated)")
-        self.deployed = renderer.run_program("dev", PROGRAM, {"models": self.config[MODELS_KEY]})
-
-
-def weights(stack: FakeStack) -> dict[str, int]:
-    route = one(stack.deployed, "HTTPRoute", MODEL)
-    rule = route["spec"]["rules"][0]
-    return {ref["name"].removeprefix(f"{MODEL}-"): ref["weight"] for ref in rule["backendRefs"]}
-
-
-def mirrored(stack: FakeStack) -> bool:
-    rule = one(stack.deployed, "HTTPRoute", MODEL)["spec"]["rules"][0]
-    return any(f["type"] == "RequestMirror" for f in rule.get("filters", []))
+def _two_models() -> list[dict]:
+    models = stack_models("dev")
+    return [*models, {**models[0], "name": OTHER, "image": "registry.example.com/mlship/fraud-scorer"}]
 
 
 @pytest.fixture
-def stack() -> FakeStack:
-    return FakeStack(stack_models("dev"))
+def api() -> FakeApiServer:
+    return FakeApiServer()
+
+
+@pytest.fixture
+def stack(api) -> FakeStack:
+    stack = FakeStack(api, "dev", _two_models())
+    stack.up()  # the first deployment, as `pulumi up` makes it
+    api.calls.clear()
+    stack.ups.clear()
+    return stack
+
+
+STABLE = stack_models("dev")[0]["stable"]
+
+
+def backend(stack: FakeStack, model: str = MODEL, warnings: list[str] | None = None) -> KubernetesBackend:
+    return KubernetesBackend(
+        stack, stack.api, model, on_warning=(warnings if warnings is not None else []).append
+    )
+
+
+def route(api: FakeApiServer, model: str = MODEL) -> dict:
+    found = api.get(*ROUTE, model)
+    assert found is not None
+    return found
+
+
+def weights(api: FakeApiServer, model: str = MODEL) -> list[dict[str, int]]:
+    """Per rule: backend Service -> weight."""
+    return [
+        {ref["name"]: ref["weight"] for ref in r["backendRefs"]} for r in route(api, model)["spec"]["rules"]
+    ]
+
+
+def deployed(api: FakeApiServer, model: str, role: str) -> str | None:
+    found = api.get("apps/v1", "Deployment", "mlship", f"{model}-{role}")
+    return (
+        None
+        if found is None
+        else found["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    )
+
+
+def expected_rules(stack: FakeStack, model: str, **canary) -> list[dict]:
+    entry = next(m for m in stack.config[MODELS_KEY] if m["name"] == model)
+    (parsed,) = validate_models([{**entry, "canary": canary} if canary else {**entry, "canary": None}])
+    return rules(parsed)
 
 
 def test_satisfies_the_traffic_backend_protocol(stack):
-    backend: TrafficBackend = KubernetesBackend(stack, MODEL)
-    assert backend.name == "kubernetes"
-    assert backend.routing() == Routing(stable_version="1.0.0", canary_version=None, weight=0, shadow=False)
+    b: TrafficBackend = backend(stack)
+    assert b.name == "kubernetes"
+    assert b.routing() == Routing(stable_version=STABLE, canary_version=None, weight=0, shadow=False)
 
 
-def test_release_lifecycle_drives_the_route(stack):
-    backend = KubernetesBackend(stack, MODEL)
-    backend.deploy_canary("1.1.0", shadow=True)
-    assert backend.routing() == Routing("1.0.0", "1.1.0", 0, True)
-    assert weights(stack) == {"stable": 100, "canary": 0} and mirrored(stack)
-    one(stack.deployed, "Deployment", f"{MODEL}-canary")
-
-    backend.set_weight(25)
-    assert backend.routing() == Routing("1.0.0", "1.1.0", 25, False)
-    assert weights(stack) == {"stable": 75, "canary": 25} and not mirrored(stack)
-
-    backend.promote()
-    assert backend.routing() == Routing("1.1.0", None, 0, False)
-    assert weights(stack) == {"stable": 100}
-    stable = one(stack.deployed, "Deployment", f"{MODEL}-stable")
-    assert stable["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0")
-    assert [m for m in stack.deployed.manifests if m["metadata"]["name"] == f"{MODEL}-canary"] == []
-
-
-def test_rollback_removes_the_canary(stack):
-    backend = KubernetesBackend(stack, MODEL)
-    backend.deploy_canary("1.1.0", shadow=False)
-    backend.set_weight(50)
-    backend.rollback()
-    assert backend.routing() == Routing("1.0.0", None, 0, False)
-    assert weights(stack) == {"stable": 100}
+def test_a_step_is_one_server_side_apply_of_the_rules(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    ups = len(stack.ups)
+    api.calls.clear()
+    b.set_weight(25)
+    applies = [c for c in api.calls if c.verb == "apply"]
+    assert len(applies) == 1 and len(stack.ups) == ups  # no pulumi up for a step
+    (call,) = applies
+    assert call.field_manager == FIELD_MANAGER == "mlship-canary" and call.force is True
+    # exactly the fields the controller owns, nothing else
+    assert call.body == {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": MODEL, "namespace": "mlship"},
+        "spec": {"rules": expected_rules(stack, MODEL, version=V2, weight=25)},
+    }
+    assert weights(api) == [{f"{MODEL}-stable": 75, f"{MODEL}-canary": 25}] * 2
+    assert b.routing() == Routing(STABLE, V2, 25, False)
 
 
-def test_failed_up_restores_the_previous_config(stack):
-    backend = KubernetesBackend(stack, MODEL)
-    backend.deploy_canary("1.1.0", shadow=False)
+def test_who_owns_which_field(stack, api):
+    owners = api.owners(*ROUTE, MODEL)
+    assert owners["spec.rules"] == {PULUMI_MANAGER}  # Pulumi created the route with its rules
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(10)
+    owners = api.owners(*ROUTE, MODEL)
+    assert owners["spec.rules"] == {FIELD_MANAGER}  # the whole atomic list moved to the controller
+    assert owners["spec.parentRefs"] == {PULUMI_MANAGER}  # everything else stays Pulumi's
+    labels = [o for path, o in owners.items() if path.startswith("metadata.labels.")]
+    assert labels and all(o == {PULUMI_MANAGER} for o in labels)
+    deployment = api.owners("apps/v1", "Deployment", "mlship", f"{MODEL}-canary")
+    assert set().union(*deployment.values()) == {PULUMI_MANAGER}  # Deployments are Pulumi's only
+
+
+def test_a_later_pulumi_up_keeps_the_weights(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(40)
+    generation = route(api)["metadata"]["generation"]
+    stack.up()  # everything, as a user or the pipeline runs it
+    assert weights(api) == [{f"{MODEL}-stable": 60, f"{MODEL}-canary": 40}] * 2
+    assert route(api)["metadata"]["generation"] == generation
+    assert api.owners(*ROUTE, MODEL)["spec.rules"] == {FIELD_MANAGER}
+
+
+def test_without_ignore_changes_pulumi_up_would_fight_the_controller(stack, api):
+    """The program before issue 11: every step was a `pulumi up` because Pulumi owned the weights."""
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(40)
+    stack.ignore_route_changes = False
+    with pytest.raises(Conflict, match=r"spec\.rules owned by mlship-canary"):
+        stack.up()
+
+
+def test_rollback_moves_traffic_before_any_pulumi_up(stack, api):
+    warnings: list[str] = []
+    b = backend(stack, warnings=warnings)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(50)
+    api.calls.clear()
+    b.rollback()
+    verbs = [c.verb for c in api.calls if c.verb in ("apply", "up")]
+    assert verbs[0] == "apply" and "up" in verbs[1:]  # route first (seconds), clean-up after
+    assert weights(api) == [{f"{MODEL}-stable": 100}] * 2
+    assert b.routing() == Routing(STABLE, None, 0, False)
+    assert deployed(api, MODEL, "canary") is None  # the canary's objects are gone
+    assert "canary" not in next(m for m in stack.config[MODELS_KEY] if m["name"] == MODEL)
+    assert warnings == []
+
+
+def test_rollback_when_cleanup_fails_still_moves_traffic(stack, api):
+    warnings: list[str] = []
+    b = backend(stack, warnings=warnings)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(50)
+    stack.fail_up = True
+    b.rollback()
+    assert weights(api) == [{f"{MODEL}-stable": 100}] * 2
+    assert len(warnings) == 1 and "next `pulumi up` removes it" in warnings[0]
+    stack.fail_up = False
+    stack.up()  # the next regular deployment
+    assert deployed(api, MODEL, "canary") is None
+
+
+def test_promotion_rolls_stable_out_before_moving_traffic(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(100)
+    api.calls.clear()
+    stack.ups.clear()
+    b.promote()
+    (first_up, cleanup) = stack.ups
+    assert first_up == [
+        stack.urn("mlship:k8s:ModelDeployment", "kubernetes:apps/v1:Deployment", f"{MODEL}-stable")
+    ]
+    assert cleanup == [stack.urn("mlship:k8s:ModelDeployment", t, f"{MODEL}-canary") for t in ROLE_RESOURCES]
+    order = [(c.verb, c.key[3]) for c in api.calls if c.verb in ("apply", "up")]
+    stable_rolled = order.index(("apply", f"{MODEL}-stable"))
+    route_moved = order.index(("apply", MODEL))
+    assert stable_rolled < route_moved  # stable runs V2 before it gets the traffic back
+    assert b.routing() == Routing(V2, None, 0, False)
+    assert deployed(api, MODEL, "stable") == V2 and deployed(api, MODEL, "canary") is None
+    stack.up()  # a later full `pulumi up` never brings the old version back
+    assert deployed(api, MODEL, "stable") == V2
+    assert weights(api) == [{f"{MODEL}-stable": 100}] * 2
+
+
+def test_two_rollouts_on_one_stack_at_once(stack, api):
+    a, b = backend(stack, MODEL), backend(stack, OTHER)
+    a.deploy_canary(V2, shadow=False)
+    b.deploy_canary(V3, shadow=True)
+    ups = len(stack.ups)
+    steps = {MODEL: [5, 10, 25], OTHER: [10, 50]}
+
+    def walk(backend_: KubernetesBackend) -> None:
+        for weight in steps[backend_.model]:
+            backend_.set_weight(weight)
+
+    threads = [threading.Thread(target=walk, args=(x,)) for x in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(stack.ups) == ups  # steps never wait for Pulumi's stack lock
+    assert a.routing() == Routing(STABLE, V2, 25, False)
+    assert b.routing() == Routing(STABLE, V3, 50, False)
+    a.rollback()
+    b.promote()
+    assert a.routing() == Routing(STABLE, None, 0, False)
+    assert b.routing() == Routing(V3, None, 0, False)
+    config = {m["name"]: m for m in stack.config[MODELS_KEY]}
+    assert config[MODEL]["stable"] == STABLE and "canary" not in config[MODEL]  # no lost update
+    assert config[OTHER]["stable"] == V3 and "canary" not in config[OTHER]
+
+
+def test_routing_reads_the_live_route(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    # someone changes the route by hand (kubectl apply --server-side --force-conflicts)
+    body = b.route_body(
+        validate_models([{**stack.config[MODELS_KEY][0], "canary": {"version": V2, "weight": 40}}])[0]
+    )
+    api.apply(body, field_manager="kubectl", force=True)
+    assert stack.config[MODELS_KEY][0]["canary"]["weight"] == 0  # the file still says 0
+    assert b.routing() == Routing(STABLE, V2, 40, False)  # the cluster says 40
+    api.delete("apps/v1", "Deployment", "mlship", f"{MODEL}-canary")
+    assert b.routing().canary_version is None  # routed to a canary that is not running
+    b.set_weight(25)  # a repair (the rollout's weight) takes the rules back, whoever changed them
+    assert api.owners(*ROUTE, MODEL)["spec.rules"] == {FIELD_MANAGER}
+    assert b.routing().weight == 25
+
+
+def test_set_weight_is_idempotent(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(25)
+    generation = route(api)["metadata"]["generation"]
+    b.set_weight(25)
+    assert route(api)["metadata"]["generation"] == generation
+    bodies = [c.body for c in api.calls if c.verb == "apply" and c.key[3] == MODEL]
+    assert bodies[-1] == bodies[-2]
+
+
+def test_shadow_mirrors_with_zero_weight(stack, api):
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=True)
+    assert b.routing() == Routing(STABLE, V2, 0, True)
+    for rule in route(api)["spec"]["rules"]:
+        (mirror,) = [f["requestMirror"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+        assert mirror["backendRef"]["name"] == f"{MODEL}-canary" and mirror["percent"] == 100
+    b.set_weight(5)  # shadow ends with the first step
+    assert b.routing() == Routing(STABLE, V2, 5, False)
+
+
+def test_failed_up_restores_the_config_and_leaves_the_route(stack, api):
+    b = backend(stack)
     before = stack.get_config(MODELS_KEY)
+    rules_before = route(api)["spec"]["rules"]
     stack.fail_up = True
     with pytest.raises(MlshipError, match="stack config restored"):
-        backend.set_weight(40)
+        b.deploy_canary(V2, shadow=False)
     assert stack.get_config(MODELS_KEY) == before
-    assert stack.writes[-2][0]["canary"]["weight"] == 40  # it was written, then put back
-    assert backend.routing().weight == 0
+    assert route(api)["spec"]["rules"] == rules_before
+    assert b.routing() == Routing(STABLE, None, 0, False)
 
 
 @pytest.mark.parametrize(
@@ -112,39 +292,49 @@ def test_failed_up_restores_the_previous_config(stack):
         (lambda b: b.set_weight(10), "no canary is deployed"),
         (lambda b: b.promote(), "nothing to promote"),
         (lambda b: b.rollback(), "nothing to roll back"),
-        (lambda b: b.deploy_canary("1.0.0", shadow=False), "already the stable version"),
+        (lambda b: b.deploy_canary(STABLE, shadow=False), "already the stable version"),
         (lambda b: b.deploy_canary("latest", shadow=False), "moving tag"),
         (lambda b: b.set_weight(101), "between 0 and 100"),
     ],
 )
-def test_refusals_change_nothing(stack, action, message):
-    backend = KubernetesBackend(stack, MODEL)
+def test_refusals_change_nothing(stack, api, action, message):
     with pytest.raises(RefusedError, match=message):
-        action(backend)
-    assert stack.writes == [] and stack.deployed is None
+        action(backend(stack))
+    assert stack.writes == [] and stack.ups == []
+    assert [c for c in api.calls if c.verb == "apply"] == []
 
 
 def test_second_canary_is_refused(stack):
-    backend = KubernetesBackend(stack, MODEL)
-    backend.deploy_canary("1.1.0", shadow=False)
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
     writes = len(stack.writes)
     with pytest.raises(RefusedError, match="already deployed"):
-        backend.deploy_canary("1.2.0", shadow=False)
+        b.deploy_canary(V3, shadow=False)
     assert len(stack.writes) == writes
     with pytest.raises(RefusedError, match="promote or roll it back"):
-        backend.deploy_stable("0.9.0")
+        b.deploy_stable(V3)
 
 
 def test_unknown_model_is_refused(stack):
     with pytest.raises(RefusedError, match="not in mlship:models"):
-        KubernetesBackend(stack, "other-model").routing()
+        backend(stack, "other-model").deploy_canary(V2, shadow=False)
 
 
-def test_deploy_stable(stack):
-    backend = KubernetesBackend(stack, MODEL)
-    backend.deploy_stable("0.9.0")
-    assert backend.routing().stable_version == "0.9.0"
-    image = one(stack.deployed, "Deployment", f"{MODEL}-stable")["spec"]["template"]["spec"]["containers"][0][
-        "image"
+def test_deploy_stable(stack, api):
+    b = backend(stack)
+    b.deploy_stable(V3)
+    assert b.routing().stable_version == V3
+    assert stack.ups == [
+        [stack.urn("mlship:k8s:ModelDeployment", "kubernetes:apps/v1:Deployment", f"{MODEL}-stable")]
     ]
-    assert image.endswith(":0.9.0")
+
+
+def test_targeted_urns_name_resources_of_the_program(render):
+    """The URNs of a targeted `pulumi up` must name resources the program declares."""
+    result = render("staging")
+    declared = {(r.type, r.name) for r in result.resources}
+    for role in names.ROLES:
+        for type_ in ROLE_RESOURCES:
+            assert (type_, f"{MODEL}-{role}") in declared
+    assert ("mlship:k8s:ModelDeployment", MODEL) in declared
+    assert renderer.project_name(PROGRAM) == "mlship"

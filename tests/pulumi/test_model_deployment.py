@@ -83,13 +83,13 @@ def test_image_is_pinned_and_model_tag_selected(render):
 def test_digest_pins_the_image_and_drops_the_tag_skip(render):
     digest = "sha256:" + "ab" * 32
     models = with_canary("dev", weight=5)
-    models[0]["digests"] = {"1.0.0": digest}
+    models[0]["digests"] = {models[0]["stable"]: digest}
     result = render("dev", models=models)
     stable = one(result, "Deployment", f"{MODEL}-stable")
     assert container(stable)["image"].endswith(f"@{digest}")
-    assert "checkov.io/skip1" not in stable["metadata"].get("annotations", {})
+    assert "checkov.io/skip2" not in stable["metadata"].get("annotations", {})
     canary = one(result, "Deployment", f"{MODEL}-canary")  # no digest for 2.0.0: tag, with the reasoned skip
-    assert canary["metadata"]["annotations"]["checkov.io/skip1"].startswith("CKV_K8S_43=")
+    assert canary["metadata"]["annotations"]["checkov.io/skip2"].startswith("CKV_K8S_43=")
 
 
 def test_canary_role_exists_only_with_a_canary(render):

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pulumi
 import pytest
+import yaml
 from pulumi_helpers import find, one, release
 from test_model_deployment import _selected, chart_selector
 
+from mlship import names
 from mlship.config import load_config
 from mlship.k8s import naming
 from mlship.k8s import render as renderer
@@ -75,21 +77,48 @@ def test_charts_are_pinned_and_loki_is_monolithic(render):
     assert loki["values"]["deploymentMode"] == "SingleBinary"
     assert loki["values"]["singleBinary"]["replicas"] == 1
     assert release(result, "alloy")["namespace"] == result.config.monitoring.agents_namespace
-    kps = release(result, "kube-prometheus-stack")
-    assert (
-        kps["values"]["prometheus-node-exporter"]["namespaceOverride"]
-        == result.config.monitoring.agents_namespace
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_port_9100_has_one_owner_the_hosts_node_exporter(render, stack):
+    """Issue 11 defect 3: the chart's node-exporter DaemonSet (hostNetwork) bound the port of the hosts'
+    node exporter (roles/node_exporter) on every k3s node and crash-looped; the atomic monitoring release
+    then rolled back. Now the chart installs no exporter and Prometheus scrapes the hosts' one."""
+    values = release(render(stack), "kube-prometheus-stack")["values"]
+    # `nodeExporter.enabled` is the chart's dependency condition for the prometheus-node-exporter
+    # subchart (Chart.yaml @ kube-prometheus-stack-88.0.0): false drops its DaemonSet, Service, monitor.
+    assert values["nodeExporter"] == {"enabled": False, "forceDeployDashboards": True}
+    assert "prometheus-node-exporter" not in values
+    (job,) = values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
+    assert job["job_name"] == names.JOB_NODE == "node-exporter"  # what the chart's node rules select
+    assert job["kubernetes_sd_configs"] == [{"role": "node"}]
+    # where the hosts' exporter listens: the environment's inventory (wired through group_vars/all.yml)
+    inventory = yaml.safe_load((REPO / "inventory" / stack / "hosts.yml").read_text())
+    host_port = str(inventory["all"]["vars"]["mlship_node_exporter_port"])
+    group_vars = (REPO / "ansible" / "group_vars" / "all.yml").read_text()
+    assert re.search(r"node_exporter_web_listen_address:.*:\{\{ mlship_node_exporter_port \}\}", group_vars)
+    assert host_port == str(render(stack).config.monitoring.node_exporter_port)
+    (address,) = [r for r in job["relabel_configs"] if r["target_label"] == "__address__"]
+    assert re.fullmatch(address["regex"], "10.0.0.5:10250")  # role=node targets are <InternalIP>:<kubelet>
+    assert re.sub(address["regex"], address["replacement"].replace("${1}", r"\1"), "10.0.0.5:10250") == (
+        f"10.0.0.5:{host_port}"
     )
 
 
-def test_alloy_ships_pod_and_node_logs_to_loki(render):
+def test_alloy_ships_pod_logs_once_with_model_and_role(render):
+    """Pod logs are shipped by the DaemonSet only (it runs as root and reads /var/log/pods, and knows each
+    pod's labels); the journal by the host Alloy only (roles/log_agent), so no line is shipped twice."""
     result = render("dev")
-    content = release(result, "alloy")["values"]["alloy"]["configMap"]["content"]
+    values = release(result, "alloy")["values"]["alloy"]
+    content = values["configMap"]["content"]
     assert content == alloy_config(result.config)
+    assert values["mounts"]["varlog"] is True  # /var/log/pods from the node
     assert f'url = "{loki_url(result.config)}/loki/api/v1/push"' in content
     assert 'loki.source.file "pods"' in content and "stage.cri" in content
-    assert 'loki.source.journal "node"' in content
+    assert 'replacement   = "/var/log/pods/*$1/*.log"' in content
     assert "__meta_kubernetes_pod_label_mlship_io_role" in content  # logs carry the role, like metrics
+    assert "__meta_kubernetes_pod_label_mlship_io_model" in content
+    assert "loki.source.journal" not in content  # the host Alloy ships the journal
 
 
 def test_grafana_admin_password_is_a_secret_output():

@@ -14,7 +14,7 @@ from mlship.k8s import render as renderer
 from mlship.k8s import validate
 
 CRD_DIR = PROGRAM / "crds"
-CUSTOM_KINDS = {"HTTPRoute", "Gateway", "GatewayClass", "ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"HTTPRoute", "Gateway", "GatewayClass", "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -118,7 +118,7 @@ def test_cli_render(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    assert "valid:" in done.stdout and "Kubernetes 1.33" in done.stdout
+    assert "valid:" in done.stdout and f"Kubernetes {validate.KUBERNETES_VERSION}" in done.stdout
     assert (tmp_path / "prod" / "manifests" / "httproute-mlship-diabetes-regressor.yaml").is_file()
 
 

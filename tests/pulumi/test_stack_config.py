@@ -41,7 +41,11 @@ def _models(**change):
             "weight must be 0",
         ),
         ({"models": _models(stable="latest")}, "mlship:models.0.stable", "moving tag"),
-        ({"models": _models(canary={"version": "1.0.0"})}, "mlship:models.0", "equals the stable version"),
+        (
+            {"models": _models(canary={"version": stack_models("dev")[0]["stable"]})},
+            "mlship:models.0",
+            "equals the stable version",
+        ),
         (
             {
                 "models": _models(

@@ -40,6 +40,7 @@ EXPECTED: dict[tuple[str, ...], tuple[int, str]] = {
     ("canary", "rollback", "--to", "previous"): (ExitCode.REFUSED, "no previous stable version"),
     ("drift",): (ExitCode.PROMETHEUS_UNAVAILABLE, "`mlship local up`"),
     ("render", "--stack", "nope", "--out", "rendered"): (ExitCode.USAGE, "stacks here: dev"),
+    ("preflight", "--stack", "nope"): (ExitCode.USAGE, "stacks here: dev"),
     ("images", "build", "nope"): (ExitCode.USAGE, "nope"),
 }
 # First steps that succeed on a fresh checkout (they are what the errors above point to); each is run

@@ -1,35 +1,76 @@
-"""Kubernetes traffic backend: changes the stack config and runs ``pulumi up`` (Automation API).
+"""Kubernetes traffic backend: the route through the Kubernetes API, the Deployments through Pulumi.
 
-The HTTPRoute weights, the RequestMirror filter and the canary Deployment all derive from the
-model's entry in ``mlship:models`` of the stack. A change is: read the config, compute the new
-entry, validate the whole stack config (nothing invalid is ever written), write it, ``up``. If
-``up`` fails, the previous config is written back before the error is raised, so the stack file
-again describes what runs.
+Who owns what (one owner per field, so nothing is undone by anyone else):
 
-Promotion copies the canary version into the stable Deployment and removes the canary in one
-``up``: the HTTPRoute waits for the stable rollout (it depends on the stable Deployment) and
-Pulumi deletes the canary Deployment only after every update succeeded.
+* The HTTPRoute's ``spec.rules`` (weights, the RequestMirror filter, matches, rewrites) belong to this
+  backend. Gateway API makes ``spec.rules`` an atomic list (gateway-api v1.4.1 httproute_types.go
+  ``+listType=atomic``): whoever changes one weight applies the whole list. The backend applies it
+  server-side as field manager ``mlship-canary`` with ``force`` (which takes the list from Pulumi, who
+  created the route), so a step or a rollback reaches Envoy in seconds, and rollouts of different models
+  never wait for each other. The Pulumi program sets ``ignore_changes=["spec.rules"]`` on the route:
+  pulumi-kubernetes then leaves a field another manager owns out of its own apply (await.go
+  handleSSAIgnoreFields), so a later ``pulumi up`` neither reverts a step nor conflicts.
+* Deployments, Services, PDBs and HPAs stay Pulumi's. The versions they run are recorded in the stack
+  config (``mlship:models``, the record the next ``pulumi up`` deploys), and only the resources a
+  transition needs are updated, with a targeted ``pulumi up`` (``--target`` their URNs): starting a
+  canary creates the canary's four objects; promoting updates the stable Deployment (Pulumi waits for
+  its rollout) before the route moves; the canary's objects are deleted once no traffic reaches them.
+  Because the promoted version is in the stack config, a later ``pulumi up`` deploys it again and never
+  brings the old version back.
 
-The Pulumi CLI sits behind ``StackWorkspace``: ``AutomationWorkspace`` is the real one.
+``routing()`` reads the live HTTPRoute (weights and mirror of the ``/predict`` rule) and the versions the
+live Deployments' pod templates run: it reports what the cluster does, not what a file says.
+The Kubernetes API sits behind ``ClusterApi`` and the Pulumi CLI behind ``StackWorkspace``;
+``KubernetesApi`` and ``AutomationWorkspace`` are the real ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from mlship import names
 from mlship.canary.backend import Routing
 from mlship.errors import ConfigError, MlshipError, RefusedError
-from mlship.k8s import stack_config
+from mlship.k8s import naming, stack_config
+from mlship.k8s.components.canary_route import rules as route_rules
+from mlship.k8s.stack_config import Model
 
 MODELS_KEY = f"{stack_config.NAMESPACE}:models"
+NAMESPACE_KEY = f"{stack_config.NAMESPACE}:namespace"
+FIELD_MANAGER = "mlship-canary"
+ROUTE_API = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+DEPLOYMENT_API = ("apps/v1", "Deployment")
+MODEL_COMPONENT = "mlship:k8s:ModelDeployment"
+# (Pulumi type, logical name suffix) of one role's objects, as ModelDeployment declares them.
+ROLE_RESOURCES = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:core/v1:Service",
+    "kubernetes:policy/v1:PodDisruptionBudget",
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+)
+
+
+class ClusterApi(Protocol):
+    """The two Kubernetes API calls the backend makes."""
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object, or None if it does not exist."""
+        ...
+
+    def apply(self, body: dict[str, Any], *, field_manager: str, force: bool) -> dict[str, Any]:
+        """Server-side apply ``body`` as ``field_manager``; returns the object after the apply."""
+        ...
 
 
 class StackWorkspace(Protocol):
-    """The three things the backend needs from a Pulumi stack."""
+    """What the backend needs from a Pulumi stack."""
 
     def get_config(self, key: str) -> Any:
         """Structured value of a config key (``mlship:models`` -> list of dicts); None if unset."""
@@ -39,19 +80,62 @@ class StackWorkspace(Protocol):
         """Write a structured value to the stack's config."""
         ...
 
-    def up(self) -> None:
-        """Deploy the stack with its current config; raise if the update fails."""
+    def up(self, targets: list[str] | None = None) -> None:
+        """``pulumi up`` (of ``targets`` only, when given); raise if the update fails."""
         ...
+
+    def urn(self, parent_type: str, type_: str, name: str) -> str:
+        """URN of a resource of this stack's program (a child of a ``parent_type`` component)."""
+        ...
+
+    def config_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held while the stack config is read, changed and written (two rollouts, one file)."""
+        ...
+
+
+class KubernetesApi:
+    """``ClusterApi`` over the ``kubernetes`` client's dynamic client (kubeconfig or in-cluster)."""
+
+    def __init__(self, context: str | None = None) -> None:
+        from kubernetes import config, dynamic
+        from kubernetes.client import api_client
+
+        try:
+            config.load_kube_config(context=context)
+        except config.ConfigException:
+            config.load_incluster_config()
+        self._client = dynamic.DynamicClient(api_client.ApiClient())
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self._client.resources.get(api_version=api_version, kind=kind)
+        try:
+            return dict(resource.get(name=name, namespace=namespace).to_dict())
+        except NotFoundError:
+            return None
+
+    def apply(self, body: dict[str, Any], *, field_manager: str, force: bool) -> dict[str, Any]:
+        resource = self._client.resources.get(api_version=body["apiVersion"], kind=body["kind"])
+        applied = self._client.server_side_apply(
+            resource, body=body, field_manager=field_manager, force_conflicts=force
+        )
+        return dict(applied.to_dict())
 
 
 class AutomationWorkspace:
     """``StackWorkspace`` over the Pulumi Automation API (needs the Pulumi CLI on PATH)."""
+
+    LOCK_RETRIES = 30  # another model's targeted `up` holds the stack lock for a short while
 
     def __init__(self, stack: str, program_dir: Path, on_output: Callable[[str], None] = print) -> None:
         from pulumi import automation
 
         self._stack = automation.select_stack(stack_name=stack, work_dir=str(program_dir))
         self._on_output = on_output
+        self._lock_file = program_dir / f".Pulumi.{stack}.yaml.lock"
+        self._name = stack
+        self._project = str(self._stack.workspace.project_settings().name)
 
     def get_config(self, key: str) -> Any:
         value = self._stack.get_all_config().get(key)
@@ -68,8 +152,34 @@ class AutomationWorkspace:
         payload = {key: {"value": json.dumps(value), "objectValue": value, "secret": False}}
         self._stack.set_all_config_json(json.dumps(payload))
 
-    def up(self) -> None:
-        self._stack.up(on_output=self._on_output)
+    def up(self, targets: list[str] | None = None) -> None:
+        from pulumi.automation.errors import ConcurrentUpdateError
+
+        for attempt in range(self.LOCK_RETRIES):
+            try:
+                self._stack.up(on_output=self._on_output, target=targets, target_dependents=False)
+                return
+            except ConcurrentUpdateError:
+                if attempt == self.LOCK_RETRIES - 1:
+                    raise
+                time.sleep(min(2.0 * (attempt + 1), 10.0))
+
+    def urn(self, parent_type: str, type_: str, name: str) -> str:
+        return resource_urn(self._name, self._project, parent_type, type_, name)
+
+    @contextlib.contextmanager
+    def config_lock(self) -> Iterator[None]:
+        with self._lock_file.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def resource_urn(stack: str, project: str, parent_type: str, type_: str, name: str) -> str:
+    """A Pulumi URN: ``urn:pulumi:<stack>::<project>::<parent type>$<type>::<name>``."""
+    return f"urn:pulumi:{stack}::{project}::{parent_type}${type_}::{name}"
 
 
 class KubernetesBackend:
@@ -77,11 +187,24 @@ class KubernetesBackend:
 
     name = "kubernetes"
 
-    def __init__(self, workspace: StackWorkspace, model: str) -> None:
+    def __init__(
+        self,
+        workspace: StackWorkspace,
+        api: ClusterApi,
+        model: str,
+        *,
+        on_warning: Callable[[str], None] = print,
+    ) -> None:
         self.workspace = workspace
+        self.api = api
         self.model = model
+        self.on_warning = on_warning
 
-    # --- reading ------------------------------------------------------------------------------
+    # --- the stack config (the record of what the Deployments run) ------------------------------
+    @property
+    def namespace(self) -> str:
+        return str(self.workspace.get_config(NAMESPACE_KEY) or "mlship")
+
     def _models(self) -> list[dict[str, Any]]:
         models = self.workspace.get_config(MODELS_KEY)
         if not isinstance(models, list):
@@ -95,29 +218,52 @@ class KubernetesBackend:
         known = [m.get("name") for m in models if isinstance(m, dict)]
         raise RefusedError(f"model {self.model!r} is not in {MODELS_KEY} (known: {known})")
 
-    def routing(self) -> Routing:
+    def _config_model(self) -> Model:
         entry = self._entry(self._models())
-        canary = entry.get("canary") or None
-        return Routing(
-            stable_version=entry.get("stable"),
-            canary_version=canary["version"] if canary else None,
-            weight=int(canary.get("weight", 0)) if canary else 0,
-            shadow=bool(canary.get("shadow", False)) if canary else False,
-        )
+        (model,) = self._validate([entry])
+        return model
 
-    # --- changing -----------------------------------------------------------------------------
-    def _apply(self, change: Callable[[dict[str, Any]], None]) -> None:
-        """Change this model's entry, validate, write, ``up``; restore the old config on failure."""
-        previous = self._models()
-        models = copy.deepcopy(previous)
-        change(self._entry(models))
-        self._validate(models)
-        self.workspace.set_config(MODELS_KEY, models)
+    @staticmethod
+    def _validate(models: list[dict[str, Any]]) -> list[Model]:
         try:
-            self.workspace.up()
+            return stack_config.validate_models(models)
+        except ConfigError as exc:
+            raise RefusedError(f"refused, the change would make the stack config invalid: {exc}") from exc
+
+    def _record(self, change: Callable[[dict[str, Any]], None]) -> tuple[list[dict[str, Any]], Model]:
+        """Change this model's entry in the stack config (validated first); returns (previous, new)."""
+        with self.workspace.config_lock():
+            previous = self._models()
+            models = copy.deepcopy(previous)
+            entry = self._entry(models)
+            change(entry)
+            (model,) = self._validate([entry])
+            self.workspace.set_config(MODELS_KEY, models)
+        return previous, model
+
+    def _restore(self, previous: list[dict[str, Any]]) -> None:
+        """Put back this model's previous entry (other models' entries may have changed meanwhile)."""
+        with self.workspace.config_lock():
+            models = self._models()
+            old = self._entry(copy.deepcopy(previous))
+            for i, entry in enumerate(models):
+                if isinstance(entry, dict) and entry.get("name") == self.model:
+                    models[i] = old
+            self.workspace.set_config(MODELS_KEY, models)
+
+    def _urns(self, role: str, kinds: tuple[str, ...] = ROLE_RESOURCES) -> list[str]:
+        name = naming.workload_name(self.model, role)
+        return [self.workspace.urn(MODEL_COMPONENT, kind, name) for kind in kinds]
+
+    def _up(self, targets: list[str], previous: list[dict[str, Any]] | None) -> None:
+        """Targeted ``pulumi up``; on failure the previous stack config is written back."""
+        try:
+            self.workspace.up(targets)
         except Exception as exc:
+            if previous is None:
+                raise MlshipError(f"pulumi up failed: {exc}") from exc
             try:
-                self.workspace.set_config(MODELS_KEY, previous)
+                self._restore(previous)
             except Exception as restore_exc:
                 raise MlshipError(
                     f"pulumi up failed ({exc}) and restoring the previous {MODELS_KEY} failed too "
@@ -125,20 +271,81 @@ class KubernetesBackend:
                 ) from exc
             raise MlshipError(f"pulumi up failed, stack config restored: {exc}") from exc
 
-    def _validate(self, models: list[dict[str, Any]]) -> None:
-        """Validate the new models list as part of a stack config (same rules as ``pulumi up``)."""
+    def _remove_canary_objects(self) -> None:
+        """Delete the canary's objects (no traffic reaches them any more); a failure is only reported:
+        the stack config no longer names them, so the next ``pulumi up`` removes them."""
         try:
-            stack_config.validate_models(models)
-        except ConfigError as exc:
-            raise RefusedError(f"refused, the change would make the stack config invalid: {exc}") from exc
+            self.workspace.up(self._urns(names.ROLE_CANARY))
+        except Exception as exc:
+            self.on_warning(
+                f"the canary's Deployment of {self.model} was not removed ({exc}); it receives no "
+                "traffic, and the next `pulumi up` removes it"
+            )
 
-    def _require_canary(self, entry: dict[str, Any], action: str) -> dict[str, Any]:
-        canary = entry.get("canary")
-        if not canary:
+    # --- the route (owned by this backend) ------------------------------------------------------
+    def _live_route(self) -> dict[str, Any]:
+        route = self.api.get(*ROUTE_API, self.namespace, self.model)
+        if route is None:
+            raise RefusedError(
+                f"HTTPRoute {self.namespace}/{self.model} does not exist: deploy the stack with `pulumi up`"
+            )
+        return route
+
+    def route_body(self, model: Model) -> dict[str, Any]:
+        """The apply configuration of the route: exactly the fields this backend owns."""
+        return {
+            "apiVersion": ROUTE_API[0],
+            "kind": ROUTE_API[1],
+            "metadata": {"name": self.model, "namespace": self.namespace},
+            "spec": {"rules": route_rules(model)},
+        }
+
+    def _apply_route(self, model: Model) -> None:
+        self._live_route()  # never create a route Pulumi did not make (no parentRefs, no labels)
+        self.api.apply(self.route_body(model), field_manager=FIELD_MANAGER, force=True)
+
+    def _routed(self, stable: Model, canary: stack_config.Canary | None) -> Model:
+        return stable.model_copy(update={"canary": canary})
+
+    # --- reading ----------------------------------------------------------------------------------
+    def _deployed_version(self, role: str) -> str | None:
+        deployment = self.api.get(*DEPLOYMENT_API, self.namespace, naming.workload_name(self.model, role))
+        if deployment is None:
+            return None
+        labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+        return labels.get(naming.VERSION)
+
+    def routing(self) -> Routing:
+        """What the cluster does now: the live route's /predict rule and the Deployments' versions."""
+        route = self._live_route()
+        rules = route.get("spec", {}).get("rules") or []
+        if not rules:
+            raise MlshipError(f"HTTPRoute {self.namespace}/{self.model} has no rules")
+        rule = rules[0]  # /predict: the rule the analysis judges; set_weight rewrites all of them
+        weights = {ref.get("name"): int(ref.get("weight", 1)) for ref in rule.get("backendRefs", [])}
+        canary_service = naming.workload_name(self.model, names.ROLE_CANARY)
+        mirrored = any(
+            f.get("type") == "RequestMirror"
+            and f.get("requestMirror", {}).get("backendRef", {}).get("name") == canary_service
+            for f in rule.get("filters", [])
+        )
+        canary_routed = canary_service in weights or mirrored
+        return Routing(
+            stable_version=self._deployed_version(names.ROLE_STABLE),
+            canary_version=self._deployed_version(names.ROLE_CANARY) if canary_routed else None,
+            weight=weights.get(canary_service, 0),
+            shadow=mirrored,
+        )
+
+    # --- changing ---------------------------------------------------------------------------------
+    def _require_canary(self, model: Model, action: str) -> stack_config.Canary:
+        if model.canary is None:
             raise RefusedError(f"no canary is deployed for {self.model}: nothing to {action}")
-        return canary
+        return model.canary
 
     def deploy_canary(self, version: str, *, shadow: bool) -> None:
+        """Record the canary, create its objects (targeted up), then route 0% (or mirror) to it."""
+
         def change(entry: dict[str, Any]) -> None:
             current = entry.get("canary")
             if current and current.get("version") != version:
@@ -148,39 +355,53 @@ class KubernetesBackend:
                 )
             if version == entry.get("stable"):
                 raise RefusedError(f"{version} is already the stable version of {self.model}")
-            entry["canary"] = {"version": version, "weight": 0, "shadow": shadow}
+            entry["canary"] = {**(current or {}), "version": version, "weight": 0, "shadow": shadow}
 
-        self._apply(change)
+        previous, model = self._record(change)
+        self._up(self._urns(names.ROLE_CANARY), previous)
+        self._apply_route(model)
 
     def set_weight(self, weight: int) -> None:
+        """Route ``weight`` percent to the canary (mirroring stops). Only the route changes."""
         if not 0 <= weight <= 100:
             raise RefusedError(f"weight must be between 0 and 100, got {weight}")
-
-        def change(entry: dict[str, Any]) -> None:
-            canary = self._require_canary(entry, "weight")
-            canary.update({"weight": weight, "shadow": False})
-
-        self._apply(change)
+        model = self._config_model()
+        canary = self._require_canary(model, "weight")
+        self._apply_route(self._routed(model, canary.model_copy(update={"weight": weight, "shadow": False})))
 
     def promote(self) -> None:
-        def change(entry: dict[str, Any]) -> None:
-            canary = self._require_canary(entry, "promote")
-            entry["stable"] = canary["version"]
-            del entry["canary"]
+        """Stable runs the canary's version (targeted up, rolled out), then gets all traffic."""
 
-        self._apply(change)
+        def change(entry: dict[str, Any]) -> None:
+            if not entry.get("canary"):
+                raise RefusedError(f"no canary is deployed for {self.model}: nothing to promote")
+            entry["stable"] = entry.pop("canary")["version"]
+
+        previous, model = self._record(change)
+        # Traffic stays where it is (mostly on the canary) while the stable Deployment rolls out.
+        self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)
+        self._apply_route(model)
+        self._remove_canary_objects()
 
     def rollback(self) -> None:
-        def change(entry: dict[str, Any]) -> None:
-            self._require_canary(entry, "roll back")
-            del entry["canary"]  # one update: the route drops the canary, then the Deployment goes
+        """All traffic to stable at once (the route only), then forget and remove the canary."""
+        model = self._config_model()
+        self._require_canary(model, "roll back")
+        self._apply_route(self._routed(model, None))
 
-        self._apply(change)
+        def change(entry: dict[str, Any]) -> None:
+            entry.pop("canary", None)
+
+        self._record(change)
+        self._remove_canary_objects()
 
     def deploy_stable(self, version: str) -> None:
+        """Replace the stable version without analysis (``rollback --to previous``, first deploy)."""
+
         def change(entry: dict[str, Any]) -> None:
             if entry.get("canary"):
                 raise RefusedError(f"a canary is deployed for {self.model}: promote or roll it back first")
             entry["stable"] = version
 
-        self._apply(change)
+        previous, _ = self._record(change)
+        self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)

@@ -15,6 +15,13 @@ from mlship.k8s.stack_config import StackConfig
 TYPE = "mlship:k8s:Gateway"
 ENVOY_GATEWAY_CHART = "oci://docker.io/envoyproxy/gateway-helm"
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"
+# Envoy's Prometheus endpoint on every proxy pod: container port "metrics" (19001), /stats/prometheus
+# (envoyproxy/gateway v1.7.5 internal/infrastructure/kubernetes/proxy/resource.go and
+# examples/kubernetes/metric/pod-monitor.yaml, the PodMonitor Envoy Gateway documents for an existing
+# Prometheus Operator).
+ENVOY_METRICS_PORT_NAME = "metrics"
+ENVOY_METRICS_PATH = "/stats/prometheus"
+ENVOY_PROXY_LABELS = {"app.kubernetes.io/name": "envoy", "app.kubernetes.io/component": "proxy"}
 
 
 def proxy_pod_labels(config: StackConfig) -> dict[str, str]:
@@ -58,8 +65,12 @@ class Gateway(pulumi.ComponentResource):
         name: str,
         config: StackConfig,
         depends_on: Sequence[pulumi.Resource] = (),
+        pod_monitor_labels: dict[str, str] | None = None,
+        monitoring_crds: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``pod_monitor_labels``: labels the Prometheus selects PodMonitors by (None: the proxies'
+        metrics are not scraped). ``monitoring_crds``: what installs the PodMonitor CRD."""
         super().__init__(TYPE, name, None, opts)
         child = child_opts(self, depends_on)
         gw = config.gateway
@@ -86,6 +97,8 @@ class Gateway(pulumi.ComponentResource):
                 opts=child_opts(self, [*depends_on, release]),
             )
             depends += [release, gateway_class]
+            if pod_monitor_labels is not None:
+                self._pod_monitor(name, config, pod_monitor_labels, [*depends_on, *monitoring_crds])
         spec_listener = listener(config)
         self.listener_name = spec_listener["name"]
         self.gateway = k8s.apiextensions.CustomResource(
@@ -98,3 +111,26 @@ class Gateway(pulumi.ComponentResource):
         )
         # CustomResource exposes its fields dynamically (untyped): metadata is there at run time.
         self.register_outputs({"gateway": self.gateway.metadata})  # type: ignore[attr-defined]
+
+    def _pod_monitor(
+        self, name: str, config: StackConfig, labels: dict[str, str], depends_on: Sequence[pulumi.Resource]
+    ) -> None:
+        """Scrape the gateway's proxies: what the gateway saw per backend (5xx, timeouts, refused)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-proxy-podmonitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={
+                "name": f"{config.gateway.name}-proxy",
+                "namespace": config.gateway.namespace,
+                "labels": naming.common("gateway") | labels,
+            },
+            spec={
+                "selector": {"matchLabels": ENVOY_PROXY_LABELS | proxy_pod_labels(config)},
+                "namespaceSelector": {"matchNames": [config.gateway.namespace]},
+                "podMetricsEndpoints": [
+                    {"port": ENVOY_METRICS_PORT_NAME, "path": ENVOY_METRICS_PATH, "interval": "15s"}
+                ],
+            },
+            opts=child_opts(self, depends_on),
+        )

@@ -75,9 +75,14 @@ class ModelDeployment(pulumi.ComponentResource):
         labels = _labels(model, role) | {naming.VERSION: version}
         replicas = model.replicas if role == names.ROLE_STABLE else model.canary_replicas
         image = model.image_ref(version)
-        annotations = {}
+        annotations = {
+            "checkov.io/skip1": (
+                "CKV_K8S_15=IfNotPresent on purpose: the tag is the model version and never moves, and "
+                "an air-gapped node has the image imported, with no registry to pull from"
+            )
+        }
         if "@sha256:" not in image:
-            annotations["checkov.io/skip1"] = (
+            annotations["checkov.io/skip2"] = (
                 "CKV_K8S_43=pinned by an immutable version tag; set `digests` in the stack config "
                 "to pin by digest"
             )
@@ -212,6 +217,14 @@ class ModelDeployment(pulumi.ComponentResource):
                 "namespaceSelector": {"matchNames": [namespace]},
                 "endpoints": [
                     {
+                        # The operator adds endpoint="<port name>" to every target (prometheus-operator
+                        # v0.93.0 pkg/prometheus/promcfg.go). Without honorLabels BentoML's own
+                        # endpoint="/predict" would become exported_endpoint and every query on it
+                        # (canary analysis, SLOs, dashboards) would read nothing on Kubernetes. The
+                        # server's labels win instead, so Kubernetes and the local environment read
+                        # the same series; the model server exports no namespace/pod/job/service label
+                        # that could override the target's (tests/integration/test_operator_scrape.py).
+                        "honorLabels": True,
                         "port": naming.MODEL_PORT_NAME,
                         "path": "/metrics",
                         "scheme": "http",
@@ -280,7 +293,10 @@ def _pod_spec(
             {
                 "name": "model",
                 "image": image,
-                "image_pull_policy": "Always",
+                # Images are immutable (tag = model version, or a digest): pulled once per node, and
+                # an image imported into the node's containerd (air gap, `mlship build --export`) is used
+                # as is. "Always" would fail there: there is no registry to ask.
+                "image_pull_policy": "IfNotPresent",
                 "ports": [
                     {"name": naming.MODEL_PORT_NAME, "container_port": naming.MODEL_PORT, "protocol": "TCP"}
                 ],

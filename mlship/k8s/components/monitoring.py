@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from mlship import names
 from mlship.k8s import naming
 from mlship.k8s.components import child_opts
 from mlship.k8s.components.network_policies import LOKI_HTTP_PORT
@@ -63,18 +64,48 @@ def selector_labels(config: StackConfig) -> dict[str, str]:
     return {"release": config.monitoring.release_name}
 
 
+def node_exporter_scrape_config(config: StackConfig) -> dict[str, Any]:
+    """Prometheus scrape job for the node exporter the hosts run (roles/node_exporter), one per node.
+
+    kube-prometheus-stack's own node-exporter DaemonSet is disabled (it would bind the same host port,
+    hostNetwork, and crash-loop next to the host's): Prometheus discovers the nodes instead and scrapes
+    ``<node InternalIP>:<port>``. The job is named ``node-exporter`` because the chart's node rules and
+    dashboards select ``job="node-exporter"``, and so do mlship's host rules (``names.JOB_NODE``).
+    ``role: node`` targets are ``<InternalIP>:<kubelet port>``; the relabelling swaps the port.
+    """
+    return {
+        "job_name": names.JOB_NODE,
+        "kubernetes_sd_configs": [{"role": "node"}],
+        "scrape_interval": "30s",
+        "relabel_configs": [
+            {
+                "source_labels": ["__address__"],
+                "regex": r"([^:]+):\d+",
+                "replacement": f"${{1}}:{config.monitoring.node_exporter_port}",
+                "target_label": "__address__",
+            },
+            # The node's name (what `kubectl get nodes` shows) as instance, and as `node` like the chart's.
+            {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "instance"},
+            {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
+        ],
+    }
+
+
 def kube_prometheus_stack_values(config: StackConfig) -> dict[str, Any]:
     mon = config.monitoring
     replicas = 1 if config.environment == "dev" else 2
     return {
         "fullnameOverride": mon.release_name,
         "crds": {"enabled": True},
-        # node-exporter needs hostNetwork/hostPID: it runs in the privileged agents namespace.
-        "prometheus-node-exporter": {"namespaceOverride": mon.agents_namespace},
+        # One owner for host metrics on each node: the hosts' node exporter (roles/node_exporter, port
+        # 9100 on every k3s node). The chart's DaemonSet (hostNetwork, same port) is not installed; its
+        # dashboards are kept, and Prometheus scrapes the hosts' exporter (additionalScrapeConfigs).
+        "nodeExporter": {"enabled": False, "forceDeployDashboards": True},
         "prometheus": {
             "prometheusSpec": {
                 "replicas": replicas,
                 "retention": mon.prometheus_retention,
+                "additionalScrapeConfigs": [node_exporter_scrape_config(config)],
                 "serviceMonitorSelectorNilUsesHelmValues": True,
                 "ruleSelectorNilUsesHelmValues": True,
                 "serviceMonitorNamespaceSelector": {},
@@ -155,7 +186,12 @@ def loki_values(config: StackConfig) -> dict[str, Any]:
 
 
 def alloy_config(config: StackConfig) -> str:
-    """Alloy pipeline: this node's pod logs (CRI) and its systemd journal, pushed to Loki."""
+    """Alloy pipeline: this node's pod logs (CRI), labelled with the pod's model and role, pushed to Loki.
+
+    Pod logs are shipped from here only (the DaemonSet knows each pod's labels and runs as root, so it can
+    read /var/log/pods); the host Alloy (roles/log_agent) ships the systemd journal and does not ship pod
+    logs. Each line is shipped once.
+    """
     role = naming.pod_label_meta(naming.ROLE)
     model = naming.pod_label_meta(naming.MODEL)
     return f"""\
@@ -211,25 +247,6 @@ loki.process "pods" {{
   forward_to = [loki.write.default.receiver]
 }}
 
-loki.relabel "journal" {{
-  forward_to = []
-  rule {{
-    source_labels = ["__journal__systemd_unit"]
-    target_label  = "unit"
-  }}
-  rule {{
-    source_labels = ["__journal__hostname"]
-    target_label  = "node"
-  }}
-}}
-
-loki.source.journal "node" {{
-  path          = "/var/log/journal"
-  relabel_rules = loki.relabel.journal.rules
-  labels        = {{job = "node/journal"}}
-  forward_to    = [loki.write.default.receiver]
-}}
-
 loki.write "default" {{
   endpoint {{
     url = "{loki_url(config)}/loki/api/v1/push"
@@ -243,7 +260,7 @@ def alloy_values(config: StackConfig) -> dict[str, Any]:
         "controller": {"type": "daemonset"},
         "alloy": {
             "configMap": {"create": True, "content": alloy_config(config)},
-            "mounts": {"varlog": True},  # /var/log/pods and /var/log/journal, read-only
+            "mounts": {"varlog": True},  # /var/log/pods, read-only
         },
     }
 

@@ -4,7 +4,8 @@ Model namespace (ingress and egress denied): gateway proxies -> model port, Prom
 port. Models need no egress at all (no DNS either): they answer, they never call out.
 Monitoring namespace (ingress denied): traffic inside the namespace (Grafana -> Prometheus/Loki,
 Prometheus -> its own components), Alloy -> Loki push API, the API server -> the operator's
-admission webhook. Agents namespace (ingress denied): Prometheus -> node-exporter and Alloy metrics.
+admission webhook. Agents namespace (ingress denied): Prometheus -> Alloy metrics. (Node metrics come from
+the hosts' node exporter, outside the pod network: the hosts' firewall admits Prometheus to it.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ LOKI_POD = {"app.kubernetes.io/name": "loki"}
 ALLOY_POD = {"app.kubernetes.io/name": "alloy"}
 LOKI_HTTP_PORT = 3100
 ALLOY_HTTP_PORT = 12345
-NODE_EXPORTER_PORT = 9100
 OPERATOR_WEBHOOK_PORT = 10250
 
 
@@ -130,7 +130,7 @@ def policies(config: StackConfig) -> list[dict[str, Any]]:
                 "ingress": [
                     {
                         "from": [_peer(mon.namespace, PROMETHEUS_POD)],
-                        "ports": _ports(NODE_EXPORTER_PORT, ALLOY_HTTP_PORT),
+                        "ports": _ports(ALLOY_HTTP_PORT),
                     }
                 ],
             },
