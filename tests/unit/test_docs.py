@@ -224,3 +224,19 @@ def test_the_configuration_page_lists_every_key_with_its_real_default():
     assert not unknown, f"docs/configuration.md documents keys mlship.yaml does not accept: {unknown}"
     wrong = {k: (rows[k], keys[k]) for k in keys if yaml.safe_load(rows[k]) != keys[k]}
     assert not wrong, f"documented default differs from mlship/config.py (page, code): {wrong}"
+
+
+def test_the_stack_reference_shows_the_pinned_chart_versions():
+    """docs/kubernetes.md's defaults for the chart versions are the ones the code pins."""
+    from mlship.k8s import stack_config as sc
+
+    text = (DOCS / "kubernetes.md").read_text(encoding="utf-8")
+    pins = {
+        "mlship:gateway.chartVersion": sc.ENVOY_GATEWAY_CHART,
+        "mlship:monitoring.kubePrometheusStackVersion": sc.KUBE_PROMETHEUS_STACK_CHART,
+        "mlship:monitoring.lokiVersion": sc.LOKI_CHART,
+        "mlship:monitoring.alloyVersion": sc.ALLOY_CHART,
+    }
+    for key, version in pins.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{key}` |"))
+        assert row.rstrip().endswith(f"| `{version}` |"), row
