@@ -415,9 +415,8 @@ class Evidence:
         selector = spec.pytest
         if not (self.root / spec.file).is_file():
             return CheckResult("pytest", selector, MISSING, f"no test file {spec.file} in {self.root}")
-        if self.run_problem:
-            return CheckResult("pytest", selector, UNBOUND, self.run_problem)
-        assert self.run is not None  # run_problem is None
+        if self.run_problem or self.run is None:
+            return CheckResult("pytest", selector, UNBOUND, str(self.run_problem))
         collection = self.collection
         collected = collection.nodeids.get(spec.file, [])
         if collection.error and not collected:
@@ -488,9 +487,8 @@ class Evidence:
         path = self.figures_dir / name
         if not path.is_file():
             return CheckResult("figure", name, MISSING, f"{path} was not written by the latest run")
-        if self.run_problem:
-            return CheckResult("figure", name, UNBOUND, self.run_problem)
-        assert self.run is not None
+        if self.run_problem or self.run is None:
+            return CheckResult("figure", name, UNBOUND, str(self.run_problem))
         try:
             body = artifacts.read_json_object(path)
             figure = artifacts.FigureEnvelope.model_validate(body)
