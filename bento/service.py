@@ -88,6 +88,8 @@ class ModelService:
             SCHEMA.features, list(info.metadata.get("prediction_reference_share", [])), SCHEMA.target.buckets
         )
         self.metrics.trained.labels(VERSION).set(self.runtime.trained_at)
+        if self.runtime.max_age_days is not None:
+            self.metrics.max_age.labels(VERSION).set(self.runtime.max_age_days * 86400)
         self._counter = itertools.count()
         self._ready = False
         self.runtime.warm_up()

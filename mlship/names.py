@@ -49,6 +49,9 @@ METRIC_REJECTED = "mlship_rejected_inputs_total"
 METRIC_MODEL_INFO = "mlship_model_info"
 # Gauge: unix time the serving model was trained (staleness = time() - this).
 METRIC_MODEL_TRAINED = "mlship_model_trained_timestamp_seconds"
+# Age at which the model's measured staleness curve crosses its tolerance (only for models measured on
+# timestamped data, `mlship model staleness`): ModelStale's limit for that model.
+METRIC_MODEL_MAX_AGE = "mlship_model_max_age_seconds"
 # Counter of predictions served (labels: model_version, endpoint).
 METRIC_PREDICTIONS = "mlship_predictions_total"
 # Training/serving skew: a sample of served rows is recomputed through the offline (training) feature

@@ -33,11 +33,18 @@ def trained() -> dict[str, object]:
     return {v: training.train(v, seed=42, test_size=0.2, name=MODEL_NAME) for v in training.VARIANTS}
 
 
+REVIEWER = "reviewer@tests.invalid"
+
+
 @pytest.fixture(scope="session")
 def models(trained) -> dict[str, object]:
-    """Every demo variant registered in the session's store and gated: variant -> ModelRecord."""
+    """Every demo variant registered in the session's store, gated and its spec reviewed: variant -> record.
+
+    The review is recorded by a second identity (``REVIEWER``), as `mlship model review` would, with
+    uncommitted code allowed: tests run on working trees with changes, which a real review refuses.
+    """
     from mlship.config import GateConfig
-    from mlship.model import gate, registry
+    from mlship.model import approval, gate, registry
 
     records = {}
     for variant, model in trained.items():
@@ -45,7 +52,8 @@ def models(trained) -> dict[str, object]:
     for variant, record in records.items():
         against = None if variant == "baseline" else records["baseline"]
         registry.save_gate(record, gate.validate(record, against, GateConfig()))
-    return records
+        approval.review(record, REVIEWER, seen_hash=approval.spec_hash(record), allow_uncommitted=True)
+    return {variant: registry.get(record.tag) for variant, record in records.items()}
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from mlship.canary.publish import TextfilePublisher
 from mlship.canary.state import RolloutState, StateStore, StepRecord, VerdictRecord
 from mlship.config import Config
 from mlship.errors import RefusedError
-from mlship.model import registry
+from mlship.model import approval, registry
 from mlship.model.releases import Releases
 from mlship.promclient import Prometheus, PrometheusUnavailable
 
@@ -92,13 +92,10 @@ class Controller:
                 raise RefusedError("no stable version is serving: bring the environment up first")
             if record.version == routing.stable_version:
                 raise RefusedError(f"{record.version} is already the stable version")
-            if not force and not record.blessed:
-                gate = record.gate
-                why = "it has not been validated" if gate is None else "the quality gate vetoed it"
-                raise RefusedError(
-                    f"{record.version} is not blessed: {why}. Run `mlship model validate {record.version}` "
-                    "(or pass --force to release it anyway)"
-                )
+            # Infra 4 and Model 1: blessed by the quality gate and its spec reviewed, or forced (recorded).
+            forced = approval.require(
+                record, action=f"releasing {record.version}", force=force, needs_review=True
+            )
             if not self.prom.ready():
                 raise RefusedError(
                     f"Prometheus at {self.prom.url} is unreachable: "
@@ -122,6 +119,7 @@ class Controller:
                 step_index=state_index(shadow),
                 weight=0 if shadow else steps[0],
                 shadow=shadow,
+                forced=forced,
                 started_at=now,
                 analysis_started_at=now,
                 step_started_at=now,
@@ -130,7 +128,7 @@ class Controller:
                     StepRecord(index=-1 if shadow else 0, weight=0 if shadow else steps[0], started_at=now)
                 ],
             )
-            self._save(state, event="start", detail={"forced": force and not record.blessed})
+            self._save(state, event="start", detail={"forced": forced})
             return state
 
     # --- one analysis step ----------------------------------------------------------------------
@@ -209,12 +207,13 @@ class Controller:
             state.history[-1].ended_at = now
             state.history[-1].outcome = outcome  # type: ignore[assignment]
 
-    def _promote(self, state: RolloutState, reason: str, now: float) -> None:
+    def _promote(self, state: RolloutState, reason: str, now: float, forced: list[str] | None = None) -> None:
         self.backend.promote()
         self._close_step(state, "promoted", now)
         state.phase, state.weight, state.reason, state.finished_at = "promoted", 100, reason, now
-        Releases.load().record(state.canary_version, "promoted")
-        self._save(state, event="promoted", detail={"reason": reason})
+        forced = sorted({*state.forced, *(forced or [])})
+        Releases.load().record(state.canary_version, "promoted", forced=forced)
+        self._save(state, event="promoted", detail={"reason": reason, "forced": forced})
 
     def _rollback(self, state: RolloutState, reason: str, now: float) -> None:
         self.backend.rollback()
@@ -240,10 +239,13 @@ class Controller:
         return state
 
     # --- manual commands ------------------------------------------------------------------------
-    def promote(self, reason: str = "promoted by hand") -> RolloutState:
+    def promote(self, reason: str = "promoted by hand", *, force: bool = False) -> RolloutState:
+        """Make the canary stable now; refused for a model the gate has not blessed unless forced."""
         with self.store.locked():
             state = self.active()
-            self._promote(state, reason, self.clock())
+            record = registry.resolve(self.config.model.name, state.canary_version)
+            forced = approval.require(record, action=f"promoting {record.version}", force=force)
+            self._promote(state, reason, self.clock(), forced)
             return state
 
     def rollback(self, reason: str = "rolled back by hand") -> RolloutState:
@@ -252,8 +254,12 @@ class Controller:
             self._rollback(state, reason, self.clock())
             return state
 
-    def rollback_to_previous(self) -> str:
-        """Serve the previous stable version again (after a promotion turned out bad)."""
+    def rollback_to_previous(self, *, force: bool = False) -> str:
+        """Serve the previous stable version again (after a promotion turned out bad).
+
+        The previous version must be blessed by the quality gate (it may have been forced once), unless
+        forced again; what was forced is recorded in the release history and the decision log.
+        """
         with self.store.locked():
             state = self.store.load()
             if state is not None and state.active:
@@ -262,12 +268,13 @@ class Controller:
             previous = releases.previous
             if previous is None:
                 raise RefusedError("there is no previous stable version to roll back to")
-            registry.resolve(self.config.model.name, previous)
+            record = registry.resolve(self.config.model.name, previous)
+            forced = approval.require(record, action=f"serving {previous} as stable again", force=force)
             self.backend.deploy_stable(previous)
-            releases.record(previous, "rolled-back-to")
+            releases.record(previous, "rolled-back-to", forced=forced)
             timeline.append(
                 timeline.decision_log(),
-                {"at": self.clock(), "event": "rollback-to-previous", "version": previous},
+                {"at": self.clock(), "event": "rollback-to-previous", "version": previous, "forced": forced},
             )
             return previous
 

@@ -58,6 +58,10 @@ class RolloutState(BaseModel):
     step_index: int = Field(description="index into steps; -1 during the shadow phase")
     weight: int = Field(ge=0, le=100, description="canary share of user traffic now, percent")
     shadow: bool = Field(description="whether the rollout began with a shadow phase")
+    forced: list[str] = Field(
+        default_factory=list,
+        description="what the canary lacked and `--force` released it without (gate blessing, spec review)",
+    )
     started_at: float
     analysis_started_at: float = Field(description="start of the current analysis window (shadow or traffic)")
     step_started_at: float

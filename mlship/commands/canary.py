@@ -77,13 +77,20 @@ def start(
     shadow: Annotated[
         bool, typer.Option(help="mirror traffic to the candidate first (answers never served)")
     ] = False,
-    force: Annotated[bool, typer.Option(help="release a model the quality gate has not blessed")] = False,
+    force: Annotated[
+        bool, typer.Option(help="release a model without the gate's blessing or a spec review (recorded)")
+    ] = False,
     prometheus_url: PromOption = None,
 ) -> None:
-    """Deploy VERSION as the canary at the first step (or in shadow). Refused changes nothing."""
+    """Deploy VERSION as the canary at the first step (or in shadow). Refused changes nothing.
+
+    VERSION must be blessed by the quality gate (`mlship model validate`) and its spec reviewed by someone
+    other than its author (`mlship model review`); --force releases it anyway and records what it lacked.
+    """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
     state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
+    _print_forced(state.forced)
     where = "shadow (mirrored traffic)" if state.phase == "shadow" else f"{state.weight}% of traffic"
     console.print(f"canary {state.canary_version} started: {where}; stable {state.stable_version}")
 
@@ -121,11 +128,25 @@ def analyze(
     console.print(f"[bold]{verdict.decision}[/]: {verdict.reason}")
 
 
+ForceStable = Annotated[
+    bool, typer.Option(help="serve a model the quality gate has not blessed as stable anyway (recorded)")
+]
+
+
+def _print_forced(forced: list[str]) -> None:
+    for problem in forced:
+        err.print(f"[yellow]forced (recorded):[/] {problem}")
+
+
 @app.command()
-def promote(env: EnvOption = None, prometheus_url: PromOption = None) -> None:
-    """Make the canary the new stable version now (the previous one is kept for rollback --to previous)."""
+def promote(env: EnvOption = None, prometheus_url: PromOption = None, force: ForceStable = False) -> None:
+    """Make the canary the new stable version now (the previous one is kept for rollback --to previous).
+
+    Refused for a model the quality gate has not blessed, unless --force (recorded in the release history).
+    """
     controller = build_controller(load_config(), env, prometheus_url)
-    state = controller.promote()
+    state = controller.promote(force=force)
+    _print_forced(state.forced)
     _finish(state)
 
 
@@ -136,13 +157,15 @@ def rollback(
     ] = None,
     env: EnvOption = None,
     prometheus_url: PromOption = None,
+    force: ForceStable = False,
 ) -> None:
-    """Send 0% to the canary at once and remove it; or, with --to previous, restore the previous stable."""
+    """Send 0% to the canary at once and remove it; or, with --to previous, restore the previous stable
+    (refused when the quality gate has not blessed it, unless --force, which is recorded)."""
     controller = build_controller(load_config(), env, prometheus_url)
     if to is not None:
         if to != "previous":
             raise typer.BadParameter("--to accepts only `previous`")
-        version = controller.rollback_to_previous()
+        version = controller.rollback_to_previous(force=force)
         console.print(f"stable is {version} again")
         return
     _finish(controller.rollback())
@@ -154,7 +177,9 @@ def run(
     env: EnvOption = None,
     steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 5,10,25,50,100")] = None,
     shadow: Annotated[bool, typer.Option(help="start with a shadow phase")] = False,
-    force: Annotated[bool, typer.Option(help="release a model the quality gate has not blessed")] = False,
+    force: Annotated[
+        bool, typer.Option(help="release a model without the gate's blessing or a spec review (recorded)")
+    ] = False,
     prometheus_url: PromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
 ) -> None:
@@ -175,6 +200,7 @@ def run(
             err.print(f"resuming rollout {state.rollout_id} ({state.phase}, weight {state.weight}%)")
         else:
             state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
+            _print_forced(state.forced)
         state = drive(controller, quiet=as_json)
     if as_json:
         png, page = write_report(state)

@@ -24,10 +24,16 @@ def up(
     model: Annotated[
         str | None, typer.Option("--model", help="version to serve as stable (first start only)")
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="serve a --model the quality gate has not blessed (recorded)")
+    ] = False,
 ) -> None:
-    """Start (or complete) the local environment; running twice is harmless."""
+    """Start (or complete) the local environment; running twice is harmless.
+
+    A --model must be blessed by the quality gate (`mlship model validate`), unless --force.
+    """
     env = LocalEnvironment(load_config())
-    statuses = env.up(model)
+    statuses = env.up(model, force=force)
     stable = next(s for s in statuses if s.name == "stable")
     if stable.version:
         Releases.load().record(stable.version, "initial")

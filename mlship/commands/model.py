@@ -1,8 +1,9 @@
-"""`mlship model train|list|show`: the model registry (BentoML model store)."""
+"""`mlship model train|list|show|validate|spec|review|staleness`: the model registry (BentoML model store)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -151,3 +152,109 @@ def validate(
         console.print("[bold green]BLESSED[/]" if verdict["blessed"] else "[bold red]VETOED[/]")
     if not verdict["blessed"]:
         raise typer.Exit(ExitCode.MODEL_VETOED)
+
+
+@app.command()
+def spec(
+    version: Annotated[str, typer.Argument(help="version (or tag) whose spec to print")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The model's spec (what decides what it learns, and the commit of its code) and the spec's hash.
+
+    A reviewer reads this, then records the review with the hash: `mlship model review VERSION --by NAME
+    --spec-hash HASH`.
+    """
+    from mlship.model import approval
+
+    record = registry.resolve(load_config().model.name, version)
+    body = {"model": record.tag, "spec_hash": approval.spec_hash(record), "spec": approval.spec(record)}
+    if as_json:
+        typer.echo(json.dumps(body, indent=2, default=str))
+        return
+    console.print_json(json.dumps(body["spec"], default=str))
+    console.print(f"spec hash of {record.tag}: [bold]{body['spec_hash']}[/]")
+
+
+@app.command()
+def review(
+    version: Annotated[str, typer.Argument(help="version (or tag) whose spec was reviewed")],
+    by: Annotated[str, typer.Option("--by", help="the reviewer (name or email); not the model's author")],
+    spec_hash: Annotated[
+        str, typer.Option("--spec-hash", help="the hash `mlship model spec VERSION` showed the reviewer")
+    ],
+    note: Annotated[str, typer.Option(help="what was reviewed, a link to the discussion")] = "",
+) -> None:
+    """Record that BY reviewed VERSION's spec (ML Test Score, Model 1); `canary start` requires it.
+
+    Refused (nothing recorded) when BY trained the model or wrote its commit, when the spec's hash is not
+    the one given (it changed since it was read), or when the model was trained from uncommitted code.
+    """
+    from mlship.model import approval
+    from mlship.paths import project_root
+
+    record = registry.resolve(load_config().model.name, version)
+    done = approval.review(record, by, seen_hash=spec_hash, note=note, root=project_root())
+    console.print(
+        f"review of {record.tag} recorded: {done.reviewer}, spec {done.spec_hash[:12]}, commit {done.commit}"
+    )
+
+
+@app.command()
+def staleness(
+    version: Annotated[str, typer.Argument(help="version (or tag) whose recipe to measure")],
+    data_file: Annotated[
+        Path, typer.Option("--data", help="CSV with the model's features, target and a timestamp")
+    ],
+    time_column: Annotated[str, typer.Option(help="the timestamp column")],
+    window_days: Annotated[float, typer.Option(help="training window length")] = 90.0,
+    test_days: Annotated[float, typer.Option(help="newest days scored")] = 30.0,
+    ages: Annotated[
+        str, typer.Option(help="training-window ages in days, comma-separated")
+    ] = "0,15,30,60,90",
+    tolerance: Annotated[float, typer.Option(help="relative RMSE growth at which a model is stale")] = 0.05,
+) -> None:
+    """Measure how VERSION's recipe degrades with the age of its data, on timestamped data (Model 4).
+
+    Stores the curve with the model (staleness.json); its server then exports the age at which the curve
+    crosses TOLERANCE as `mlship_model_max_age_seconds`, the limit `ModelStale` fires at for that model.
+    """
+    import pandas as pd
+
+    from mlship.model.checks import staleness as measure
+
+    record = registry.resolve(load_config().model.name, version)
+    try:
+        frame = pd.read_csv(data_file)
+        age_list = [float(a) for a in ages.split(",") if a.strip()]
+        with status(f"training the recipe of {record.tag} on aged windows"):
+            points = measure.measure_by_time(
+                record.load_estimator(),
+                record.metadata["feature_version"],
+                frame,
+                time_column,
+                ages_days=age_list,
+                window_days=window_days,
+                test_days=test_days,
+            )
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    limit = measure.max_age_days(points, tolerance)
+    registry.save_staleness(
+        record,
+        {
+            "time_basis": "timestamps",
+            "data": str(data_file),
+            "time_column": time_column,
+            "tolerance": tolerance,
+            "max_age_days": limit,
+            "points": measure.as_records(points),
+        },
+    )
+    for p in points:
+        console.print(f"  age {p.age_days:>5g} d: RMSE {p.rmse:.2f} ({p.degradation:+.1%})")
+    if limit is None:
+        console.print(f"no measured age degrades by {tolerance:.0%}: no limit stored beyond the curve")
+    else:
+        console.print(
+            f"stale after [bold]{limit:g} days[/] (RMSE +{tolerance:.0%}); stored with {record.tag}"
+        )

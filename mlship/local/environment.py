@@ -30,7 +30,7 @@ from mlship.errors import EnvironmentNotReady, RefusedError
 from mlship.local import haproxy, prometheus
 from mlship.local.processes import alive, cmdline, free_ports, require_port, spawn, stop, wait_until
 from mlship.local.state import Component, EnvState
-from mlship.model import registry
+from mlship.model import approval, registry
 from mlship.paths import bentoml_home, project_root, state_dir
 from mlship.progress import status
 
@@ -175,8 +175,12 @@ class LocalEnvironment:
             registry.resolve(self.config.model.name, stable_version)
 
     # --- up / down -------------------------------------------------------------------------------
-    def up(self, stable_version: str | None = None) -> list[ComponentStatus]:
-        """Start whatever is not running (also a stable server that died): idempotent."""
+    def up(self, stable_version: str | None = None, *, force: bool = False) -> list[ComponentStatus]:
+        """Start whatever is not running (also a stable server that died): idempotent.
+
+        An explicit ``stable_version`` must be blessed by the quality gate (Infra 4) unless ``force``; a
+        forced start is recorded in the release history with what the model lacked.
+        """
         state = self.load()
         self._require_router_slots(state)
         current = next(
@@ -189,6 +193,10 @@ class LocalEnvironment:
             )
         version = current.version if current and current.version else self._initial_version(stable_version)
         self.check_prerequisites(stable_version=version if current is None else None)
+        forced: list[str] = []
+        if current is None and stable_version:
+            record = registry.resolve(self.config.model.name, version)
+            forced = approval.require(record, action=f"serving {version} as stable", force=force)
         for d in (self.logs, self.rules_dir, self.targets_dir, self.textfile_dir):
             d.mkdir(parents=True, exist_ok=True)
         if current is None:
@@ -199,6 +207,10 @@ class LocalEnvironment:
         self._start_router()
         self._start_node_exporter()
         self._start_prometheus()
+        if forced:
+            from mlship.model.releases import Releases
+
+            Releases.load().record(version, "initial (forced)", forced=forced)
         return self.status()
 
     def _require_router_slots(self, state: EnvState) -> None:

@@ -143,7 +143,9 @@ def run(state: Path, *, quick: bool, rebaseline: bool) -> dict[str, Any]:
     from rich.table import Table
 
     from mlship.model import training
+    from mlship.paths import project_root
     from mlship.progress import status
+    from mlship.score import artifacts
 
     console = Console(width=110)
     rows = data.split(data.load_frame(), seed=42, test_size=0.2).x_test
@@ -161,8 +163,9 @@ def run(state: Path, *, quick: bool, rebaseline: bool) -> dict[str, Any]:
     stored = compare_with_stored(
         round(figures["baseline"].p50_us / machine, 4), state / BASELINE_FILE, rebaseline=rebaseline
     )
+    # The envelope `mlship score` checks: name, time, commit, clean tree (docs/score.md).
     result = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **artifacts.bench_fields(BENCH_FILE.removesuffix(".json"), project_root()),
         "quick": quick,
         "limit": LIMIT,
         "reference_workload_us": machine,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # training imports scikit-learn: commands that only read the 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
 GATE_FILE = "gate.json"
+STALENESS_FILE = "staleness.json"  # the recipe's staleness curve on timestamped data (Model 4)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,11 @@ class ModelRecord:
     def blessed(self) -> bool:
         gate = self.gate
         return bool(gate and gate.get("blessed"))
+
+    @property
+    def staleness(self) -> dict[str, Any] | None:
+        file = self.path / STALENESS_FILE
+        return json.loads(file.read_text(encoding="utf-8")) if file.exists() else None
 
     @property
     def trained_at(self) -> datetime:
@@ -124,9 +130,18 @@ def list_models(name: str | None = None) -> list[ModelRecord]:
     return sorted(records, key=lambda r: r.created)
 
 
+def _save(record: ModelRecord, name: str, body: dict[str, Any]) -> None:
+    target = record.path / name
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(target)
+
+
 def save_gate(record: ModelRecord, verdict: dict[str, Any]) -> None:
     """Store the quality gate's verdict with the model (written atomically)."""
-    target = record.path / GATE_FILE
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(verdict, indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(target)
+    _save(record, GATE_FILE, verdict)
+
+
+def save_staleness(record: ModelRecord, curve: dict[str, Any]) -> None:
+    """Store the recipe's staleness curve (and the age limit it gives) with the model."""
+    _save(record, STALENESS_FILE, curve)

@@ -17,6 +17,8 @@ class Release:
     version: str
     at: str
     how: str  # initial | promoted | rolled-back-to
+    # What was missing and forced past (--force): the gate's blessing, the spec review.
+    forced: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,10 +60,15 @@ class Releases:
                 return release.version
         return None
 
-    def record(self, version: str, how: str) -> None:
+    def record(self, version: str, how: str, forced: list[str] | None = None) -> None:
         if self.stable == version and how == "initial":
             return
         self.history.append(
-            Release(version=version, at=datetime.now(UTC).isoformat(timespec="seconds"), how=how)
+            Release(
+                version=version,
+                at=datetime.now(UTC).isoformat(timespec="seconds"),
+                how=how,
+                forced=list(forced or []),
+            )
         )
         self.save()

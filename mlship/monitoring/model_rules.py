@@ -196,20 +196,30 @@ def rejection_rules(n: Names = NAMES, limits: Limits = LIMITS) -> list[Recording
 
 
 def staleness_rules(config: Config, n: Names = NAMES) -> list[Recording | Alert]:
+    """ModelStale: a model is stale past the age its own measured staleness curve allows
+    (``mlship_model_max_age_seconds``, exported for models measured on timestamped data with `mlship model
+    staleness`); a model without a measured curve falls back to ``drift.max_model_age_days``."""
     max_age = config.drift.max_model_age_days * 86400
     trained = q.sel(names.METRIC_MODEL_TRAINED, q.MODEL_JOB)
+    measured = f"max {q.by(q.BY_VERSION)} ({q.sel(names.METRIC_MODEL_MAX_AGE, q.MODEL_JOB)})"
+    match = q.on(q.BY_VERSION)
     return [
         Recording(n.model_age, f"time() - max {q.by(q.BY_VERSION)} ({trained})"),
         Alert(
             name="ModelStale",
-            expr=f"{n.model_age} > {q.number(max_age)}",
+            expr=(
+                f"{n.model_age} > {match} {measured}\nor\n"
+                f"({n.model_age} > {q.number(max_age)} unless {match} {measured})"
+            ),
             for_="10m",
             severity="ticket",
-            summary="Model {{ $labels.model_version }} is older than the configured limit",
+            summary="Model {{ $labels.model_version }} is older than its staleness limit",
             description=(
                 "The {{ $labels.role }} servers run model {{ $labels.model_version }}, trained "
-                "{{ $value | humanizeDuration }} ago; the limit is "
-                f"{q.number(config.drift.max_model_age_days)} days (drift.max_model_age_days)."
+                "{{ $value | humanizeDuration }} ago; the limit is the age at which its measured staleness "
+                "curve degrades beyond tolerance (mlship_model_max_age_seconds), or "
+                f"{q.number(config.drift.max_model_age_days)} days (drift.max_model_age_days) for a model "
+                "without one."
             ),
             signals=(n.model_age,),
         ),

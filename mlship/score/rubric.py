@@ -1,104 +1,32 @@
-"""The rubric data file (``rubric.yaml``): the paper's 28 tests and the evidence for each, validated."""
+"""The rubric shipped with mlship (``rubric.yaml``): the paper's 28 tests, their intent, and the bands."""
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mlship.config import format_validation_error
 from mlship.errors import ConfigError
 
 SECTION_IDS = ("data", "model", "infra", "monitoring")
 TESTS_PER_SECTION = 7
-_SELECTOR = re.compile(r"^tests/[\w/.-]+\.py(::[\w]+(\[[^\]]+\])?)?$")
-_FILE_NAME = re.compile(r"^[\w.-]+\.json$")
+ITEM_ID_PATTERN = r"^(data|model|infra|monitor)-[1-7]$"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _pytest_selector(value: str) -> str:
-    if not _SELECTOR.match(value):
-        raise ValueError(f"{value!r} is not tests/<path>.py, tests/<path>.py::test or ...::test[id]")
-    return value
-
-
-def _json_file_name(value: str) -> str:
-    if not _FILE_NAME.match(value):
-        raise ValueError(f"{value!r} is not a JSON file name")
-    return value
-
-
-PytestSelector = Annotated[str, AfterValidator(_pytest_selector)]
-JsonFileName = Annotated[str, AfterValidator(_json_file_name)]
-
-
-class _Check(_Strict):
-    """One piece of evidence; its only field, named after its kind, says where to find it."""
-
-    kind: ClassVar[str]
-
-    @property
-    def target(self) -> str:
-        return getattr(self, self.kind)
-
-
-class PytestCheck(_Check):
-    kind: ClassVar[str] = "pytest"
-    pytest: PytestSelector
-
-
-class FigureCheck(_Check):
-    kind: ClassVar[str] = "figure"
-    figure: JsonFileName
-
-
-class BenchCheck(_Check):
-    kind: ClassVar[str] = "bench"
-    bench: JsonFileName
-
-
-Check = PytestCheck | FigureCheck | BenchCheck
-
-
-class LiveCheck(_Strict):
-    alerts: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = []
-    series: list[Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]] = []
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> LiveCheck:
-        if not self.alerts and not self.series:
-            raise ValueError("a live check names at least one alert or series")
-        return self
-
-
 class Item(_Strict):
-    id: Annotated[str, Field(pattern=r"^(data|model|infra|monitor)-[1-7]$")]
+    id: Annotated[str, Field(pattern=ITEM_ID_PATTERN)]
     test: Annotated[str, Field(min_length=10)]  # the paper's wording (Tables I-IV)
-    how: Annotated[str, Field(min_length=10)]  # what mlship does for it
-    automated: list[Check] = []
-    live: LiveCheck | None = None
-    manual: str | None = None  # repository path of a documented procedure with results
-
-    @model_validator(mode="after")
-    def _live_needs_automation(self) -> Item:
-        if self.live is not None and not self.automated:
-            raise ValueError(f"{self.id}: a live check only confirms automated checks; add those first")
-        return self
+    intent: Annotated[str, Field(min_length=10)]  # what the test is for, from the paper's text
+    live_required: bool = False  # counts as automated only with a passing live check
 
 
 class Section(_Strict):
@@ -136,7 +64,7 @@ class Band(_Strict):
 
 
 class Rubric(_Strict):
-    version: Literal[1]
+    version: Literal[2]
     sections: list[Section]
     interpretation: list[Band]
 
@@ -155,6 +83,10 @@ class Rubric(_Strict):
     @property
     def items(self) -> list[Item]:
         return [item for section in self.sections for item in section.items]
+
+    @property
+    def ids(self) -> list[str]:
+        return [item.id for item in self.items]
 
     def band(self, score: float) -> Band:
         return next(b for b in self.interpretation if b.contains(score))

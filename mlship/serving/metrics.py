@@ -60,6 +60,12 @@ class ServiceMetrics:
             [_V],
             multiprocess_mode="livemax",
         )
+        self.max_age = Gauge(
+            names.METRIC_MODEL_MAX_AGE,
+            "Age at which the serving model's measured staleness curve crosses its tolerance",
+            [_V],
+            multiprocess_mode="livemax",
+        )
         self.skew_checks = Counter(
             names.METRIC_SKEW_CHECKS.removesuffix("_total"), "Served rows re-checked offline", [_V]
         )

@@ -17,6 +17,7 @@ from mlship.model.schema import Schema
 
 MODEL_FILE = "model.joblib"
 SCHEMA_FILE = "schema.json"
+STALENESS_FILE = "staleness.json"  # written by `mlship model staleness` (mlship/model/registry.py)
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ModelRuntime:
     estimator: Any
     schema: Schema
     metadata: dict[str, Any]
+    max_age_days: float | None = None  # from the measured staleness curve, when there is one
 
     @property
     def feature_version(self) -> str:
@@ -40,7 +42,17 @@ class ModelRuntime:
     def from_directory(cls, path: Path, *, name: str, version: str, metadata: dict[str, Any]) -> ModelRuntime:
         schema = Schema.from_json((path / SCHEMA_FILE).read_text(encoding="utf-8"))
         estimator = joblib.load(path / MODEL_FILE)
-        return cls(name=name, version=version, estimator=estimator, schema=schema, metadata=metadata)
+        max_age = None
+        if (path / STALENESS_FILE).exists():
+            max_age = json.loads((path / STALENESS_FILE).read_text(encoding="utf-8")).get("max_age_days")
+        return cls(
+            name=name,
+            version=version,
+            estimator=estimator,
+            schema=schema,
+            metadata=metadata,
+            max_age_days=float(max_age) if max_age is not None else None,
+        )
 
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Validated request rows -> DataFrame in schema order (the training data's layout)."""

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
 
+from mlship.canary import timeline
 from mlship.canary.backends.local import LocalBackend, local_controller
 from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import CanaryConfig, Config
 from mlship.errors import MlshipError, RefusedError
 from mlship.local.processes import alive, kill_tree
-from mlship.model.releases import Releases
+from mlship.model import approval
+from mlship.model.releases import Release, Releases
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +194,56 @@ def test_corrupted_state_is_a_clear_error_and_left_untouched(canary_env, tmp_pat
     with pytest.raises(MlshipError, match="corrupted and was left untouched"):
         store.load()
     assert store.path.read_text() == "{not json"
+
+
+@contextmanager
+def without_review(record):
+    """The model's review record moved away for the block (the session's models are all reviewed)."""
+    path = record.path / approval.REVIEW_FILE
+    saved = path.read_bytes()
+    path.unlink()
+    try:
+        yield
+    finally:
+        path.write_bytes(saved)
+
+
+def test_an_unreviewed_model_is_refused_and_force_names_the_missing_review(canary_env, controller, models):
+    before = LocalBackend(canary_env.env).routing()
+    record = models["candidate"]
+    with without_review(record):
+        with pytest.raises(RefusedError, match=r"no review of its spec .*mlship model review.*--force"):
+            controller.start(record.version)
+        assert_nothing_changed(canary_env, before)
+        state = controller.start(record.version, force=True)
+    assert len(state.forced) == 1 and f"{record.version} has no review of its spec" in state.forced[0]
+    start = [e for e in timeline.read(timeline.decision_log()) if e.get("event") == "start"][-1]
+    assert start["forced"] == state.forced, "the forced release is recorded with what it lacked"
+    controller.rollback("test cleanup")
+
+
+def test_promoting_or_restoring_an_unblessed_model_is_refused_unless_forced_and_recorded(
+    canary_env, controller, models
+):
+    backend = LocalBackend(canary_env.env)
+    stable = backend.routing().stable_version
+    vetoed = models["shifted"].version
+    state = controller.start(vetoed, force=True)
+    assert any("not blessed: the quality gate vetoed it" in f for f in state.forced)
+    with pytest.raises(RefusedError, match=rf"promoting {vetoed} refused: .*not blessed"):
+        controller.promote()
+    assert backend.routing().canary_version == vetoed and backend.routing().stable_version == stable
+    state = controller.promote(force=True)
+    assert backend.routing().stable_version == vetoed
+    last = Releases.load().history[-1]
+    assert last.version == vetoed and last.how == "promoted" and "not blessed" in " ".join(last.forced)
+
+    # Back to the blessed stable; then a history whose previous stable is the vetoed model.
+    assert controller.rollback_to_previous() == stable
+    releases = Releases.load()
+    releases.history += [Release(vetoed, "t", "promoted"), Release(stable, "t", "rolled-back-to")]
+    releases.save()
+    with pytest.raises(RefusedError, match=rf"serving {vetoed} as stable again refused: .*not blessed"):
+        controller.rollback_to_previous()
+    assert backend.routing().stable_version == stable
+    assert Releases.load().history[-1].version == stable, "a refusal records nothing"

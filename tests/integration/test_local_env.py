@@ -85,6 +85,23 @@ def test_up_refuses_another_stable_version_on_a_running_environment(fresh_env, m
         fresh_env.env.up(models["candidate"].version)
 
 
+def test_up_refuses_an_unblessed_model_unless_forced_and_records_it(models, tmp_path, local_env_factory):
+    from mlship.model.releases import Releases
+
+    handle = local_env_factory(tmp_path / "state")
+    vetoed = models["shifted"].version
+    with pytest.raises(RefusedError, match=rf"serving {vetoed} as stable refused: .*not blessed.*--force"):
+        handle.env.up(vetoed)
+    assert handle.env.load().components == {}
+    try:
+        handle.env.up(vetoed, force=True)
+        assert handle.env.running("stable").version == vetoed
+        last = Releases.load().history[-1]
+        assert last.version == vetoed and "the quality gate vetoed it" in " ".join(last.forced)
+    finally:
+        handle.env.down()
+
+
 def test_a_taken_port_is_a_clear_error_and_nothing_starts(models, tmp_path, local_env_factory):
 
     handle = local_env_factory(tmp_path / "state")

@@ -2,18 +2,19 @@
 
 Figures (JSON) are written next to the JUnit report of the run (``<junit dir>/mltest/``), where
 `mlship score` reads them as evidence of the same run; without a JUnit report they go to a temp folder.
+Each carries the envelope the scorer checks (mlship/score/artifacts.py): the test's node id, the time,
+the commit, and the test's verdict on the property.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from mlship.model import data, features
-from mlship.score.evidence import FIGURES_DIR
+from mlship.score import artifacts
+from mlship.score.artifacts import FIGURES_DIR
 
 
 @pytest.fixture(scope="session")
@@ -37,17 +38,22 @@ def figures_dir(request, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def record_figure(figures_dir, request):
-    """record_figure(name, payload): write ``<figures>/<name>.json`` stamped with the test's node id."""
+    """record_figure(name, payload, verdict=..., proxy_reason=None): write ``<figures>/<name>.json``.
 
-    def record(name: str, payload: dict) -> Path:
-        path = figures_dir / f"{name}.json"
-        body = {
-            "test": request.node.nodeid,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **payload,
-        }
-        path.write_text(json.dumps(body, indent=2, default=float), encoding="utf-8")
-        return path
+    ``verdict`` is the test's own conclusion about the property ("passed", "failed", "proxy"); write the
+    figure before asserting, so a failing test leaves its figures behind for a reader.
+    """
+
+    def record(name: str, payload: dict, *, verdict: str, proxy_reason: str | None = None) -> Path:
+        return artifacts.write_figure(
+            figures_dir,
+            name,
+            test=request.node.nodeid,
+            payload=payload,
+            verdict=verdict,
+            proxy_reason=proxy_reason,
+            root=Path(str(request.config.rootpath)),
+        )
 
     return record
 

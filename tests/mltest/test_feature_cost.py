@@ -29,6 +29,7 @@ def test_every_feature_of_the_served_model_is_within_budget(models, heldout, rec
                 for c in feature_cost.as_records(costs)
             ],
         },
+        verdict="failed" if any(c.over_budget for c in costs) else "passed",
     )
     over = {c.feature: c.over_budget for c in costs if c.over_budget}
     assert not over, f"features that cost too much: {over}"

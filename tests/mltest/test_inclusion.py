@@ -26,6 +26,7 @@ def test_every_slice_is_served_within_the_gap(models, heldout, variant, record_f
             "max_gap": MAX_GAP,
             "slices": inclusion.as_records(gaps),
         },
+        verdict="passed" if all(g.verdict == "ok" for g in gaps) else "failed",
     )
     assert {g.slice for g in gaps} == {"sex=1", "sex=2", "age=<40", "age=40-59", "age=60+"}
     assert all(g.verdict == "ok" for g in gaps), [g for g in gaps if g.verdict != "ok"]

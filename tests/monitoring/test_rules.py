@@ -71,6 +71,43 @@ def _cases() -> dict[str, dict[str, int]]:
     return cases
 
 
+ALERT_NAMES = sorted(alert.name for alert in rules.alerts())
+
+
+@pytest.mark.parametrize("alert", ALERT_NAMES)
+def test_alert_fires_and_stays_quiet(promtool, alert, tmp_path):
+    """Each alert on its own: its promtool cases (one that fires, one that must not) and nothing else.
+
+    One case per alert is the evidence `mlship score` counts for that alert's item, so a change to one
+    alert fails its own case, not a file of unrelated ones.
+    """
+    kept, fires, quiet = [], 0, 0
+    for path in TEST_FILES:
+        spec = yaml.safe_load(path.read_text())
+        for test in spec["tests"]:
+            own = [c for c in test.get("alert_rule_test", []) if c["alertname"] == alert]
+            if not own:
+                continue
+            fires += sum(1 for c in own if c.get("exp_alerts"))
+            quiet += sum(1 for c in own if not c.get("exp_alerts"))
+            files = [str((path.parent / f).resolve()) for f in spec["rule_files"]]
+            body = {k: v for k, v in test.items() if k not in ("alert_rule_test", "promql_expr_test")}
+            kept.append(
+                (
+                    {"rule_files": files, "evaluation_interval": spec.get("evaluation_interval", "1m")},
+                    {**body, "alert_rule_test": own},
+                )
+            )
+    assert fires and quiet, f"{alert}: {fires} firing and {quiet} quiet promtool cases"
+    for index, (head, test) in enumerate(kept):
+        file = tmp_path / f"{alert}-{index}.test.yml"
+        file.write_text(yaml.safe_dump({**head, "tests": [test]}, sort_keys=False), encoding="utf-8")
+        result = subprocess.run(
+            [promtool, "test", "rules", str(file)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_every_alert_has_a_case_that_fires_and_one_that_must_not():
     cases = _cases()
     names = {alert.name for alert in rules.alerts()}

@@ -1,24 +1,49 @@
-"""Fixtures for the scorer: JUnit reports written by real pytest runs, rubrics, a real Prometheus."""
+"""Fixtures for the scorer: a sample git project whose test suite ran under real pytest, a real Prometheus."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from prometheus_process import running_prometheus
-from score_helpers import REPO
+from score_helpers import MAP, REPO, copy_project, make_project, run_pytest, write_bench
 
 from mlship.local.processes import wait_until
 
 
+@pytest.fixture(scope="module")
+def ran_project(tmp_path_factory) -> Path:
+    """The sample project, committed, its suite run once (JUnit report, figures) and a bench written."""
+    root = make_project(tmp_path_factory.mktemp("sample") / "project")
+    run_pytest(root)
+    write_bench(root)
+    return root
+
+
 @pytest.fixture
-def raw_rubric() -> dict:
-    """The shipped rubric as plain data, to derive variants from."""
-    text = (REPO / "mlship" / "score" / "rubric.yaml").read_text(encoding="utf-8")
-    return copy.deepcopy(yaml.safe_load(text))
+def project(ran_project, tmp_path, monkeypatch) -> Path:
+    """A private copy of the run project (git history included), for a test to change.
+
+    The scorer's `pytest --collect-only` inherits the environment: the sample project needs no
+    third-party pytest plugin, and loading them all costs seconds per collection.
+    """
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return copy_project(ran_project, tmp_path / "project")
+
+
+@pytest.fixture
+def raw_map() -> dict:
+    return copy.deepcopy(MAP)
+
+
+@pytest.fixture
+def repo_map_raw() -> dict:
+    """This repository's evidence map as plain data, to derive variants from."""
+    return yaml.safe_load((REPO / "mlship-score.yaml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -1,192 +1,278 @@
-"""The paper's scoring rules applied to evidence: 1 point automated, 0.5 documented manual procedure, 0
-otherwise; a failing, skipped or missing test removes the point; the final score is the section minimum."""
+"""The scorer on a real project: a git repository whose test suite ran under real pytest with the mlship
+plugin. Each status (automated, proxy, manual, missing) is earned as the paper and the evidence map say,
+and each way a run can fail to be evidence of this commit - a dirty tree, another commit, a partial run,
+a report that holds tests the file does not have, a figure or bench that does not hold up - scores nothing.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from score_helpers import REPO, junit_xml, parse
+from score_helpers import git, load_map, run_pytest, write_bench, write_map
 
-from mlship.score import rubric, scoring
-from mlship.score.evidence import FIGURES_DIR, Evidence, LiveState, selector_parts
+from mlship.score import evidence, rubric, scoring
+from mlship.score.evidence import Evidence, LiveState
 
-ALL = rubric.load()
-
-
-def cases_for(loaded: rubric.Rubric) -> dict[tuple[str, str], str]:
-    """One passing JUnit case per pytest selector of the rubric: (classname, name) -> outcome."""
-    out = {}
-    for item in loaded.items:
-        for check in item.automated:
-            if isinstance(check, rubric.PytestCheck):
-                _, module, name = selector_parts(check.pytest)
-                out[(module, name or "test_whole_file")] = "passed"
-    return out
+RUBRIC = rubric.load()
+OFF = LiveState(url=None, reachable=False, detail="live checks disabled")
 
 
-def write_junit(path: Path, cases: dict[tuple[str, str], str], stamp: str = "") -> Path:
-    modules: dict[str, dict[str, str]] = {}
-    for (module, name), outcome in cases.items():
-        modules.setdefault(module, {})[name] = outcome
-    parts = [junit_xml(named, module=module, stamp=stamp) for module, named in modules.items()]
-    suites = "".join(
-        p.split('<testsuites name="pytest tests">', 1)[1].removesuffix("</testsuites>") for p in parts
-    )
-    path.write_text(
-        f'<?xml version="1.0" encoding="utf-8"?><testsuites>{suites}</testsuites>', encoding="utf-8"
-    )
-    return path
+@pytest.fixture(scope="module")
+def collected(ran_project) -> evidence.Collection:
+    """`pytest --collect-only` of the sample project, once: copies whose tests are unchanged share it."""
+    return evidence.pytest_collect(ran_project, load_map(ran_project).pytest_files())
 
 
 @pytest.fixture
-def run_dir(tmp_path) -> Path:
-    """A finished run: JUnit report, the figures its tests wrote, a passing compute benchmark."""
-    reports = tmp_path / "reports"
-    (reports / FIGURES_DIR).mkdir(parents=True)
-    for item in ALL.items:
-        for check in item.automated:
-            if isinstance(check, rubric.FigureCheck):
-                (reports / FIGURES_DIR / check.figure).write_text(json.dumps({"test": "t"}), encoding="utf-8")
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "model_compute.json").write_text(json.dumps({"passed": True, "at": "now"}))
-    return tmp_path
+def score(collected):
+    """score(root, live=OFF, recollect=False): the project scored; recollect after changing its tests."""
 
+    def run(root: Path, live: LiveState = OFF, recollect: bool = False) -> scoring.Score:
+        ev = Evidence(
+            root=root,
+            evidence_map=load_map(root),
+            junit_paths=[root / "reports" / "junit.xml"],
+            bench_dir=root / "bench",
+            live=live,
+            collector=evidence.pytest_collect if recollect else (lambda _root, _files: collected),
+        )
+        return scoring.score(RUBRIC, load_map(root), ev)
 
-def evidence(run_dir: Path, cases: dict, live: LiveState | None = None, stamp: str = "") -> Evidence:
-    junit = write_junit(run_dir / "reports" / "junit.xml", cases, stamp)
-    return Evidence(
-        repo=REPO,
-        junit_paths=[junit],
-        bench_dir=run_dir / "bench",
-        live=live or LiveState(url=None, reachable=False, detail="live checks disabled"),
-    )
+    return run
 
 
 def item(result: scoring.Score, item_id: str) -> scoring.ItemScore:
     return next(i for i in result.items if i.item.id == item_id)
 
 
-def test_everything_passing_scores_each_automated_test_one_point_and_the_minimum_section(run_dir):
-    result = scoring.score(ALL, evidence(run_dir, cases_for(ALL)))
-    by_section = {s.section.id: s.score for s in result.sections}
-    assert by_section == {"data": 6.5, "model": 5.0, "infra": 7.0, "monitoring": 7.0}
-    assert result.final == 5.0 and result.weakest == ["model"]
-    assert result.band.label == "(3, 5]"
-    assert item(result, "data-6").points == 0.5 and item(result, "data-6").status == "manual"
-    assert item(result, "model-2").points == 0 and item(result, "model-2").reason == "no automated check"
-    assert result.count("automated") == 25 and result.count("manual") == 1
+def statuses(result: scoring.Score) -> dict[str, str]:
+    return {i.item.id: i.status for i in result.items if i.declared is not None}
 
 
-@pytest.mark.parametrize("outcome", ["failed", "error", "skipped"])
-def test_a_failing_erroring_or_skipped_test_removes_the_point(run_dir, outcome):
-    cases = cases_for(ALL)
-    cases[("tests.mltest.test_staleness", "test_whole_file")] = outcome
-    result = scoring.score(ALL, evidence(run_dir, cases))
-    staleness = item(result, "model-4")
-    assert staleness.points == 0 and staleness.status == "none"
-    expected = "skipped" if outcome == "skipped" else "failed"
-    assert [c.status for c in staleness.checks] == [expected, "passed"]
-    assert result.final == 4.0 and result.weakest == ["model"]
-    assert result.band.label == "(3, 5]"
-
-
-def test_a_test_missing_from_the_report_did_not_run(run_dir):
-    cases = cases_for(ALL)
-    del cases[("tests.mltest.test_dependency_lock", "test_whole_file")]
-    result = scoring.score(ALL, evidence(run_dir, cases))
-    lock = item(result, "monitor-1")
-    assert lock.points == 0 and lock.checks[0].status == "not run"
-    assert "not in the latest test report" in lock.checks[0].detail
-
-
-def test_one_failing_parametrisation_fails_the_whole_selector(run_dir):
-    cases = cases_for(ALL)
-    cases[("tests.mltest.test_gate", "test_good_models_predict_finite_values_on_every_edge_row[slow]")] = (
-        "failed"
+def healthy(*alerts: str) -> LiveState:
+    now = datetime.now(UTC)
+    return LiveState(
+        url="http://prom", reachable=True, detail="Prometheus", rules={a: ("ok", "", now) for a in alerts}
     )
-    cases[
-        ("tests.mltest.test_gate", "test_good_models_predict_finite_values_on_every_edge_row[baseline]")
-    ] = "passed"
-    del cases[("tests.mltest.test_gate", "test_whole_file")]
-    cases[("tests.mltest.test_gate", "test_other")] = "passed"
-    ev = evidence(run_dir, cases)
-    result = scoring.score(ALL, ev)
-    assert item(result, "infra-4").points == 0
-    assert re.search(r"1 of 6 failed: test_good_models.*\[slow\]", item(result, "infra-4").checks[0].detail)
-    assert item(result, "monitor-5").points == 1, "its own selector of the gate test still passed"
-    selector = "tests/mltest/test_gate.py::test_good_models_predict_finite_values_on_every_edge_row"
-    assert ev.check(rubric.PytestCheck(pytest=selector)).detail.startswith("1 of 2 failed")
-    assert ev.check(rubric.PytestCheck(pytest=selector + "[baseline]")).status == "passed"
 
 
-def test_without_a_test_report_only_documented_procedures_score(tmp_path):
-    ev = Evidence(
-        repo=REPO,
-        junit_paths=[tmp_path / "missing.xml"],
-        bench_dir=tmp_path,
-        live=LiveState(url=None, reachable=False, detail="off"),
+def test_a_clean_full_run_earns_each_status_the_rules_give(score, project):
+    result = score(project)
+    assert statuses(result) == {
+        "data-1": "automated",  # the whole file ran and passed
+        "data-2": "missing",  # its figure's verdict is failed: the property does not hold
+        "data-6": "manual",
+        "model-4": "proxy",  # its figure says what stands in for what
+        "infra-1": "automated",  # a class selector
+        "infra-2": "automated",  # one parametrisation
+        "infra-5": "missing",  # every test of its file is other items' evidence
+        "infra-6": "automated",  # a figure and a bench of this commit
+        "monitor-1": "proxy",  # declared a proxy in the map
+        "monitor-2": "missing",  # a monitoring item without a live check
+        "monitor-3": "missing",  # its live check was not run: not evidenced
+    }
+    assert {s.section.id: s.score for s in result.sections} == {
+        "data": 1.5,
+        "model": 0.5,
+        "infra": 3.0,
+        "monitoring": 0.5,
+    }
+    assert result.final == 0.5 and result.weakest == ["model", "monitoring"]
+    assert "flagged: age" in item(result, "data-2").reason
+    assert "row order stands in for time" in item(result, "model-4").reason
+    assert (
+        "every test of tests/test_delta.py is named as other items' evidence"
+        in item(result, "infra-5").reason
     )
-    result = scoring.score(ALL, ev)
-    assert result.final == 0 and result.band.text.startswith("More of a research project")
-    statuses = {c.status for i in result.items for c in i.checks if c.kind == "pytest"}
-    assert statuses == {"not run"}
-    assert {s.section.id: s.score for s in result.sections}["data"] == 0.5
-
-
-def test_a_documented_procedure_gives_half_a_point_when_automation_fails(run_dir, raw_rubric):
-    raw_rubric["sections"][0]["items"][1]["manual"] = "docs/procedures/data-6-new-features.md"
-    loaded = parse(raw_rubric)
-    cases = cases_for(loaded)
-    cases[("tests.mltest.test_feature_benefit", "test_whole_file")] = "failed"
-    result = scoring.score(loaded, evidence(run_dir, cases))
-    assert item(result, "data-2").points == 0.5 and item(result, "data-2").status == "manual"
-
-
-def test_a_procedure_without_results_or_a_missing_document_gives_nothing(tmp_path):
-    (tmp_path / "doc.md").write_text("# Adding a feature\n\n## Procedure\n\n1. edit features.py\n")
-    ev = Evidence(
-        repo=tmp_path, junit_paths=[tmp_path / "j.xml"], bench_dir=tmp_path, live=LiveState(None, False, "")
+    assert "needs a live check that passed" in item(result, "monitor-2").reason
+    assert "live checks disabled: not evidenced" in item(result, "monitor-3").reason
+    data_1 = item(result, "data-1").checks[0]
+    assert data_1.detail == "all 4 collected passed (2 count here)", (
+        "test_param[2] and test_three are others'"
     )
-    assert ev.manual("doc.md").status == "incomplete" and "## Results" in ev.manual("doc.md").detail
-    assert ev.manual("nope.md").status == "missing"
 
 
-def test_missing_figures_or_a_failed_benchmark_remove_the_point(run_dir):
-    (run_dir / "reports" / FIGURES_DIR / "staleness.json").unlink()
-    (run_dir / "bench" / "model_compute.json").write_text(json.dumps({"passed": False, "at": "then"}))
-    result = scoring.score(ALL, evidence(run_dir, cases_for(ALL)))
-    assert item(result, "model-4").points == 0
-    assert [c.status for c in item(result, "model-4").checks] == ["passed", "missing"]
-    assert item(result, "monitor-6").points == 0
-    assert "did not pass" in item(result, "monitor-6").checks[1].detail
+def test_a_live_check_that_passed_makes_a_monitoring_item_automated_and_a_stale_one_does_not(score, project):
+    assert item(score(project, healthy("Watch")), "monitor-3").status == "automated"
+    stale = healthy("Watch")
+    stale.rules["Watch"] = ("ok", "", datetime.now(UTC) - timedelta(minutes=30))
+    result = item(score(project, stale), "monitor-3")
+    assert result.status == "missing" and "not evaluated in the last 5 min" in result.reason
+    broken = healthy()
+    assert "alert Watch absent" in item(score(project, broken), "monitor-3").reason
 
 
-def test_a_figure_older_than_the_run_is_not_evidence_of_it(run_dir):
-    figure = run_dir / "reports" / FIGURES_DIR / "feature_cost.json"
-    an_hour_ago = time.time() - 3600
-    os.utime(figure, (an_hour_ago, an_hour_ago))
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 60))
-    stamp = stamp[:-2] + ":" + stamp[-2:]
-    result = scoring.score(ALL, evidence(run_dir, cases_for(ALL), stamp=stamp))
-    assert item(result, "data-3").points == 0
-    assert "older than the latest run" in item(result, "data-3").checks[1].detail
+def test_a_partial_run_of_a_file_is_not_evidence_for_the_file(score, project):
+    run_pytest(project, "-k", "not test_three")
+    result = score(project)
+    for item_id in ("data-1", "infra-2", "monitor-3"):  # the whole file; one of its tests; the one left out
+        check = item(result, item_id).checks[0]
+        assert check.status == "not run", item_id
+        assert check.detail == (
+            "1 of 4 tests collected in tests/test_alpha.py did not run (first: test_three): not a full run"
+        )
+    assert item(result, "infra-1").status == "automated", "another file, run whole"
 
 
-def test_a_live_check_that_fails_withholds_the_point_and_one_not_checked_does_not(run_dir):
-    healthy = {a: ("ok", "") for i in ALL.items if i.live for a in i.live.alerts}
-    series = {s: True for i in ALL.items if i.live for s in i.live.series}
-    live = LiveState(url="http://prom", reachable=True, detail="Prometheus", rules=healthy, _series=series)
-    assert scoring.score(ALL, evidence(run_dir, cases_for(ALL), live)).final == 5.0
-    broken = {**healthy, "TrainingServingSkew": ("err", "bad expression")}
-    live = LiveState(url="http://prom", reachable=True, detail="Prometheus", rules=broken, _series=series)
-    result = scoring.score(ALL, evidence(run_dir, cases_for(ALL), live))
-    skew = item(result, "monitor-3")
-    assert skew.points == 0 and skew.live.status == "failed" and "bad expression" in skew.reason
-    assert {s.section.id: s.score for s in result.sections}["monitoring"] == 6.0
-    off = scoring.score(ALL, evidence(run_dir, cases_for(ALL)))
-    assert item(off, "monitor-3").points == 1 and item(off, "monitor-3").live.status == "not checked"
+def test_one_failing_parametrisation_fails_the_file_and_its_own_selector(score, project):
+    test = project / "tests" / "test_alpha.py"
+    test.write_text(test.read_text().replace("assert n in (1, 2)", "assert n == 1"))
+    git(project, "commit", "-qam", "break test_param[2]")
+    run_pytest(project)
+    result = score(project, recollect=True)
+    assert re.match(r"1 of 4 failed: test_param\[2\]", item(result, "data-1").checks[0].detail)
+    assert item(result, "infra-2").checks[0].status == "failed"
+
+
+def test_a_dirty_tree_scores_no_run_and_says_how_to_fix_it(score, project):
+    (project / "tests" / "test_delta.py").write_text("def test_alone():\n    assert True\n")
+    result = score(project)
+    assert result.evidence.tree_problem.startswith(
+        "the working tree has uncommitted changes (1 changed paths"
+    )
+    checks = [c for i in result.items for c in [*i.checks, *i.proxy_checks] if c.kind != "live"]
+    assert checks and {c.status for c in checks} <= {"not bound", "missing"}
+    assert statuses(result)["data-6"] == "manual"
+    assert result.count("automated") == 0 and result.count("proxy") == 0
+
+
+def test_a_report_from_another_commit_counts_for_nothing(score, project):
+    (project / "NOTES.md").write_text("a later commit\n")
+    git(project, "add", "NOTES.md")
+    git(project, "commit", "-qm", "later")
+    result = score(project)
+    assert re.match(
+        r"the test report ran on commit [0-9a-f]{12}, the tree is at [0-9a-f]{12}",
+        result.evidence.run_problem,
+    )
+    assert result.count("automated") == 0
+    assert item(result, "infra-6").checks[1].status == "failed", "the bench ran on the earlier commit too"
+
+
+def test_a_report_of_a_dirty_tree_counts_for_nothing_even_once_clean_again(score, project):
+    test = project / "tests" / "test_delta.py"
+    original = test.read_text()
+    test.write_text(original + "\n# an edit nobody committed\n")
+    run_pytest(project)
+    test.write_text(original)
+    result = score(project)
+    assert result.evidence.run_problem.startswith(
+        "the test report ran on a dirty tree (mlship.dirty true: 1 changed"
+    )
+
+
+def test_a_report_without_the_plugins_properties_counts_for_nothing(score, project):
+    junit = project / "reports" / "junit.xml"
+    junit.write_text(re.sub(r"<properties>.*?</properties>", "", junit.read_text(), flags=re.S))
+    result = score(project)
+    assert "names no commit: run pytest with `-p mlship.score.pytest_plugin`" in result.evidence.run_problem
+    assert result.count("automated") == 0
+
+
+def test_a_report_holding_tests_the_file_does_not_collect_is_not_a_run_of_it(score, project):
+    junit = project / "reports" / "junit.xml"
+    fake = '<testcase classname="tests.test_delta" name="test_whole_file" time="0.0" />'
+    junit.write_text(junit.read_text().replace("</testsuite>", fake + "</testsuite>"))
+    check = item(score(project), "monitor-1").proxy_checks[0]
+    assert check.status == "failed"
+    assert check.detail.startswith(
+        "the report holds 1 test(s) tests/test_delta.py does not collect (first: test_whole_file)"
+    )
+
+
+def test_a_selector_naming_a_test_that_does_not_exist_is_missing(score, project, raw_map):
+    raw_map["items"]["infra-1"]["automated"] = [{"pytest": "tests/test_beta.py::test_nowhere"}]
+    write_map(project, raw_map)
+    git(project, "commit", "-qam", "map")
+    run_pytest(project)
+    check = item(score(project, recollect=True), "infra-1").checks[0]
+    assert (
+        check.status == "missing"
+        and check.detail == "pytest collects no test test_nowhere in tests/test_beta.py"
+    )
+
+
+def figure_path(root: Path, name: str) -> Path:
+    return root / "reports" / "mltest" / name
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ("", "not JSON"),
+        ("{}", "test: Field required"),
+        ("[1, 2]", "not a JSON object but list"),
+        (
+            '{"test": "tests/test_alpha.py::test_one", "written_at": "2026-01-01T00:00:00+00:00", '
+            '"commit": "' + "a" * 40 + '", "verdict": "passed"}',
+            "holds no figures besides its envelope",
+        ),
+    ],
+)
+def test_an_empty_or_malformed_figure_scores_nothing(score, project, body, detail):
+    figure_path(project, "alpha.json").write_text(body)
+    check = item(score(project), "infra-6").checks[0]
+    assert check.status == "failed" and "is malformed" in check.detail and detail in check.detail
+
+
+def test_a_figure_must_name_the_runs_commit_its_passing_test_and_a_time_inside_the_run(score, project):
+    path = figure_path(project, "alpha.json")
+    original = json.loads(path.read_text())
+
+    def check_with(**changes) -> str:
+        path.write_text(json.dumps({**original, **changes}))
+        return item(score(project), "infra-6").checks[0].detail
+
+    assert "names commit bbbbbbbbbbbb, not the run's" in check_with(commit="b" * 40)
+    assert "which is not in the test report" in check_with(test="tests/test_alpha.py::test_ghost")
+    assert "outside the run" in check_with(written_at="2020-01-01T00:00:00+00:00")
+    assert check_with().endswith("passed")
+
+
+def test_a_bench_file_holding_only_a_verdict_or_another_commits_results_scores_nothing(score, project):
+    bench = project / "bench" / "speed.json"
+    bench.write_text('{"passed": true}')
+    check = item(score(project), "infra-6").checks[1]
+    assert check.status == "failed" and "bench: Field required" in check.detail
+    write_bench(project, commit="c" * 40)
+    assert "ran on commit cccccccccccc" in item(score(project), "infra-6").checks[1].detail
+    write_bench(project, passed=False)
+    assert item(score(project), "infra-6").checks[1].detail.endswith("did not pass")
+    write_bench(project, dirty=True)
+    assert "dirty: Input should be False" in item(score(project), "infra-6").checks[1].detail
+    bench.unlink()
+    assert item(score(project), "infra-6").checks[1].status == "missing"
+
+
+def test_without_a_git_repository_nothing_can_be_bound(score, project):
+    import shutil
+
+    shutil.rmtree(project / ".git")
+    result = score(project)
+    assert "is not a git work tree" in result.evidence.tree_problem
+    assert result.count("automated") == 0 and statuses(result)["data-6"] == "manual"
+
+
+def test_the_offline_online_correlation_is_recomputed_from_the_figures_points():
+    points = [
+        {"version": "a", "role": "stable", "offline_rmse": 52.0, "online_rmse": 54.0, "n_outcomes": 200},
+        {"version": "b", "role": "canary", "offline_rmse": 60.0, "online_rmse": 63.0, "n_outcomes": 150},
+        {"version": "c", "role": "canary", "offline_rmse": 90.0, "online_rmse": 95.0, "n_outcomes": 120},
+        {"version": "d", "role": "canary", "offline_rmse": 40.0, "online_rmse": 99.0, "n_outcomes": 5},
+    ]
+    xs, ys = [52.0, 60.0, 90.0], [54.0, 63.0, 95.0]
+    mx, my = sum(xs) / 3, sum(ys) / 3
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    r = num / (sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) ** 0.5
+    good = {"metric": "rmse", "points": points, "correlation": {"method": "pearson", "r": r, "n": 3}}
+    assert evidence.verify_offline_online(good, "passed") is None, "the 5-outcome point is left out"
+    assert "contradicts" in evidence.verify_offline_online(good, "failed")
+    inflated = {**good, "correlation": {"r": 0.99, "n": 4}}
+    assert "its points give r=" in evidence.verify_offline_online(inflated, "passed")
+    thin = {**good, "points": points[:2]}
+    assert "needs >= 3 from >= 2 versions" in evidence.verify_offline_online(thin, "passed")
+    assert "needs metric 'rmse'" in evidence.verify_offline_online({}, "passed")
