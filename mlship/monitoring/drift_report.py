@@ -15,7 +15,7 @@ JSON output (``--json``)::
       "drift": true,                              # any feature or prediction verdict is "drift"
       "versions": [
         {
-          "namespace": "", "role": "stable", "model_version": "314bbd1dbc02",
+          "namespace": "", "role": "stable", "model_version": "6ea04dcb1185",
           "features": [
             {"feature": "bmi", "kind": "numeric", "observations": 3600.0, "psi": 0.41,
              "chi2": {"statistic": 812.3, "df": 9, "p_value": 0.0},
