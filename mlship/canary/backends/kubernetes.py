@@ -19,7 +19,8 @@ Who owns what (one owner per field, so nothing is undone by anyone else):
   brings the old version back.
 
 ``routing()`` reads the live HTTPRoute (weights and mirror of the ``/predict`` rule) and the versions the
-live Deployments' pod templates run: it reports what the cluster does, not what a file says.
+live Deployments' pod templates run, counting a Deployment without a ready pod as not running: it reports
+what the cluster does, not what a file says.
 The Kubernetes API sits behind ``ClusterApi`` and the Pulumi CLI behind ``StackWorkspace``;
 ``KubernetesApi`` and ``AutomationWorkspace`` are the real ones.
 """
@@ -309,8 +310,22 @@ class KubernetesBackend:
 
     # --- reading ----------------------------------------------------------------------------------
     def _deployed_version(self, role: str) -> str | None:
+        """The version a role's Deployment serves, or None when it serves nothing: no Deployment, or no
+        ready pod (``status.readyReplicas``, from the Deployment controller).
+
+        A canary whose pods crash or never become ready has no endpoints, and Envoy Gateway (v1.7.5
+        internal/ir/xds.go ToBackendWeights, internal/xds/translator/route.go) then sends its share of the
+        traffic to a cluster that does not exist, ``invalid-backend-cluster``, answered 503 by the route
+        itself (cluster_not_found_response_code). Those 503s are counted by no backend's cluster: Envoy
+        charges them to the listener (``http.<prefix>.no_cluster``, downstream 5xx), not to
+        ``httproute/<ns>/<route>/rule/<i>/backend/<j>``, so the canary analysis cannot attribute them to
+        the canary. Reporting such a canary as not running makes the controller roll it back at its next
+        tick (it rolls back when ``routing().canary_version`` is not the rollout's canary)."""
         deployment = self.api.get(*DEPLOYMENT_API, self.namespace, naming.workload_name(self.model, role))
         if deployment is None:
+            return None
+        ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        if ready < 1:
             return None
         labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         return labels.get(naming.VERSION)
