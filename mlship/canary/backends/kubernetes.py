@@ -15,8 +15,10 @@ Who owns what (one owner per field, so nothing is undone by anyone else):
   transition needs are updated, with a targeted ``pulumi up`` (``--target`` their URNs): starting a
   canary creates the canary's four objects; promoting updates the stable Deployment (Pulumi waits for
   its rollout) before the route moves; the canary's objects are deleted once no traffic reaches them.
-  Because the promoted version is in the stack config, a later ``pulumi up`` deploys it again and never
-  brings the old version back.
+  The promoted version is written to the stack config and, once the stable Deployment runs it, to the
+  cluster's release record (ConfigMap ``<model>-release``, mlship/k8s/release_record.py): ``mlship deploy``
+  refuses a ``pulumi up`` whose stack config names another stable version (a stale checkout, an unpushed
+  record), so a later deploy never brings the old version back.
 
 ``routing()`` reads the live HTTPRoute (weights and mirror of the ``/predict`` rule) and the versions the
 live Deployments' pod templates run, counting a Deployment without a ready pod as not running: it reports
@@ -39,7 +41,7 @@ from typing import Any, Protocol
 from mlship import names
 from mlship.canary.backend import Routing
 from mlship.errors import ConfigError, MlshipError, RefusedError
-from mlship.k8s import naming, stack_config
+from mlship.k8s import naming, release_record, stack_config
 from mlship.k8s.components.canary_route import rules as route_rules
 from mlship.k8s.stack_config import Model
 
@@ -272,6 +274,18 @@ class KubernetesBackend:
                 ) from exc
             raise MlshipError(f"pulumi up failed, stack config restored: {exc}") from exc
 
+    def _record_stable(self, version: str, how: str) -> None:
+        """The cluster's release record (after the stable Deployment runs ``version``). A failure is
+        reported, not raised: traffic must still move; `mlship deploy` then sees the mismatch."""
+        try:
+            release_record.write(self.api, self.namespace, self.model, version, how)
+        except Exception as exc:
+            self.on_warning(
+                f"the release record {self.namespace}/{release_record.name(self.model)} was not updated to "
+                f"{version} ({exc}): `mlship deploy` will refuse until told which version is stable; "
+                "grant the canary configmaps get/create/patch in the model namespace"
+            )
+
     def _remove_canary_objects(self) -> None:
         """Delete the canary's objects (no traffic reaches them any more); a failure is only reported:
         the stack config no longer names them, so the next ``pulumi up`` removes them."""
@@ -395,6 +409,7 @@ class KubernetesBackend:
         previous, model = self._record(change)
         # Traffic stays where it is (mostly on the canary) while the stable Deployment rolls out.
         self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)
+        self._record_stable(model.stable, "promoted")
         self._apply_route(model)
         self._remove_canary_objects()
 
@@ -420,3 +435,4 @@ class KubernetesBackend:
 
         previous, _ = self._record(change)
         self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)
+        self._record_stable(version, "deployed-stable")
