@@ -331,7 +331,7 @@ def test_deploy_stable(stack, api):
 
 def test_targeted_urns_name_resources_of_the_program(render):
     """The URNs of a targeted `pulumi up` must name resources the program declares."""
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     declared = {(r.type, r.name) for r in result.resources}
     for role in names.ROLES:
         for type_ in ROLE_RESOURCES:
