@@ -60,7 +60,7 @@ lint: venv ## ruff, mypy, yamllint, actionlint and zizmor (ansible-lint runs in 
 	$(BIN)/mypy
 	$(BIN)/yamllint -s .
 	$(BIN)/actionlint -no-color .github/workflows/*.yml
-	$(BIN)/zizmor --offline --no-progress .github/workflows
+	$(BIN)/zizmor --offline --no-progress --persona=auditor .github/workflows
 
 test: setup lint checkov-venv ## the whole test suite: lint, pytest (all folders), Molecule scenarios
 	@mkdir -p .mlship/reports
@@ -79,16 +79,33 @@ clean: ## stop the local environment and remove state
 	rm -rf .mlship
 
 # --- Release: each step of .github/workflows/release.yml, runnable by hand in the same order ----------
-# make release-train; make release-gate VERSION=v; make release-image STACK=s VERSION=v [PUSH=1|EXPORT=dir]
-# make release-preflight STACK=s VERSION=v; make release-deploy STACK=s
-# make release-canary STACK=s VERSION=v PROMETHEUS_URL=url (exits 10 on rollback: stop there)
+# make release-train; make release-gate VERSION=v; make release-model-export VERSION=v
+# make release-image STACK=s VERSION=v [PUSH=1|EXPORT=dir]; make release-preflight STACK=s VERSION=v
+# (another machine: make release-model-import); make pulumi-cli kubectl-cli
+# make release-deploy STACK=s [STABLE_FROM=cluster|config]; make release-canary STACK=s VERSION=v
+# (exits 10 on rollback: stop there); make release-record STACK=s VERSION=v
 STACK ?= dev
 VERSION ?=
-PULUMI ?= $(shell command -v pulumi || echo $$HOME/.pulumi/bin/pulumi)
-PULUMI_VERSION := 3.271.0  # the CLI release of the pulumi SDK in requirements.lock
 RELEASE_DIR := .mlship/release
-.PHONY: release-train release-gate release-image release-preflight release-deploy release-canary release-record
-.PHONY: registry-login pulumi-cli kubeconfig
+TOOLS := $(CURDIR)/.mlship/bin
+# Pinned tools, each verified against its SHA-256 before use (versions.yaml says where each was checked).
+# The CLI may be older than the SDK in requirements.lock (the Automation API needs >= 3.1.0).
+PULUMI_VERSION := 3.253.0
+PULUMI_SHA256 := 33161e521280e6c77395a46344dba5ff9c118a90df254801e662087143b4d1ac
+KUBECTL_VERSION := v1.34.3
+KUBECTL_SHA256 := ab60ca5f0fd60c1eb81b52909e67060e3ba0bd27e55a8ac147cbc2172ff14212
+PULUMI := $(TOOLS)/pulumi
+KUBECTL := $(TOOLS)/kubectl
+export KUBECTL
+# In CI (RUNNER_TEMP set by the runner, emptied at the start and end of every job) credentials live there,
+# never in the runner user's ~/.kube or ~/.docker: a persistent self-hosted runner keeps no kubeconfig or
+# registry password after the job. By hand, your own KUBECONFIG and DOCKER_CONFIG are used.
+ifdef RUNNER_TEMP
+export KUBECONFIG := $(RUNNER_TEMP)/mlship-kubeconfig
+export DOCKER_CONFIG := $(RUNNER_TEMP)/mlship-docker
+endif
+.PHONY: release-train release-gate release-model-export release-model-import release-image release-preflight
+.PHONY: release-deploy release-canary release-record release-cleanup registry-login pulumi-cli kubectl-cli kubeconfig
 
 release-train: venv ## train and register the model; its version is in .mlship/release/version
 	@mkdir -p $(RELEASE_DIR)
@@ -97,9 +114,16 @@ release-train: venv ## train and register the model; its version is in .mlship/r
 	@echo "model version $$(cat $(RELEASE_DIR)/version)"
 	@if [ -n "$${GITHUB_OUTPUT:-}" ]; then echo "version=$$(cat $(RELEASE_DIR)/version)" >> "$$GITHUB_OUTPUT"; fi
 
-release-gate: venv ## quality gate of VERSION (exits 1 on a veto)
+release-gate: venv ## quality gate of VERSION (exits 9 on a veto)
 	@test -n "$(VERSION)" || { echo "VERSION=<model version> is required"; exit 2; }
 	$(MLSHIP) model validate $(VERSION)
+
+release-model-export: venv ## VERSION with its gate verdict into .mlship/release/model (+ SHA256SUMS)
+	@test -n "$(VERSION)" || { echo "VERSION=<model version> is required"; exit 2; }
+	$(MLSHIP) model export $(VERSION) --out $(RELEASE_DIR)/model
+
+release-model-import: venv ## import .mlship/release/model (checked against its SHA256SUMS) on this machine
+	$(MLSHIP) model import $(RELEASE_DIR)/model
 
 release-image: venv docker ## image <STACK's repository>:VERSION; PUSH=1 pushes it, EXPORT=DIR saves it (SHA256SUMS)
 	@test -n "$(VERSION)" || { echo "VERSION=<model version> is required"; exit 2; }
@@ -108,17 +132,16 @@ release-image: venv docker ## image <STACK's repository>:VERSION; PUSH=1 pushes 
 release-preflight: venv docker ## run STACK's pods (VERSION as the canary) in Docker as the pod specs say
 	$(MLSHIP) preflight --stack $(STACK) $(if $(VERSION),--canary $(VERSION),)
 
-release-deploy: ## pulumi up of STACK (needs the Pulumi CLI and a kubeconfig)
-	$(PULUMI) up --yes --skip-preview --stack $(STACK) --cwd pulumi
+release-deploy: venv ## pulumi up of STACK, refused if it would change a stable version (STABLE_FROM=cluster|config)
+	PATH="$(TOOLS):$$PATH" $(MLSHIP) deploy --stack $(STACK) $(if $(STABLE_FROM),--stable-from $(STABLE_FROM),)
 
-release-canary: venv ## canary VERSION on STACK; exits 10 on rollback
+release-canary: venv ## canary VERSION on STACK (Prometheus via kubectl port-forward unless PROMETHEUS_URL); exits 10 on rollback
 	@test -n "$(VERSION)" || { echo "VERSION=<model version> is required"; exit 2; }
-	@test -n "$(PROMETHEUS_URL)" || { echo "PROMETHEUS_URL=<the cluster's Prometheus> is required"; exit 2; }
 	@mkdir -p $(RELEASE_DIR)
-	PATH="$$(dirname $(PULUMI)):$$PATH" $(MLSHIP) canary run $(VERSION) --env $(STACK) \
-	  --prometheus-url $(PROMETHEUS_URL) --json > $(RELEASE_DIR)/canary-$(STACK).json
+	PATH="$(TOOLS):$$PATH" $(MLSHIP) canary run $(VERSION) --env $(STACK) \
+	  $(if $(PROMETHEUS_URL),--prometheus-url $(PROMETHEUS_URL),) --json > $(RELEASE_DIR)/canary-$(STACK).json
 
-release-record: ## commit the stack config the canary changed (the record of what STACK runs); push it in CI
+release-record: ## commit the stack config the canary changed (a copy of the cluster's release record); push it in CI
 	git -c user.name="mlship release" -c user.email="release@mlship.invalid" \
 	  commit -m "release: $(VERSION) promoted on $(STACK)" -- pulumi/Pulumi.$(STACK).yaml
 	@if [ -n "$${GITHUB_TOKEN:-}" ]; then \
@@ -127,16 +150,35 @@ release-record: ## commit the stack config the canary changed (the record of wha
 	  git push --quiet "$$url" "HEAD:$${RELEASE_BRANCH:-main}"; \
 	fi
 
-registry-login: ## docker login to $$REGISTRY with $$REGISTRY_USER / $$REGISTRY_PASSWORD (before PUSH=1)
+registry-login: ## docker login to $$REGISTRY (credentials in $$DOCKER_CONFIG: a job-scoped folder in CI)
 	@test -n "$$REGISTRY" && test -n "$$REGISTRY_USER" || { echo "set REGISTRY, REGISTRY_USER, REGISTRY_PASSWORD"; exit 2; }
 	@printf '%s' "$$REGISTRY_PASSWORD" | docker login --username "$$REGISTRY_USER" --password-stdin "$$REGISTRY"
 
-pulumi-cli: ## install the Pulumi CLI (PULUMI_VERSION) into ~/.pulumi
-	curl -fsSL https://get.pulumi.com | sh -s -- --version $(PULUMI_VERSION)
+pulumi-cli: ## the Pulumi CLI PULUMI_VERSION into .mlship/bin, SHA-256 checked
+	@if [ "$$($(PULUMI) version 2>/dev/null)" = "v$(PULUMI_VERSION)" ]; then exit 0; fi; \
+	mkdir -p $(TOOLS) .mlship/tools && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	curl -fsSL --proto '=https' --tlsv1.2 -o "$$tmp/pulumi.tgz" \
+	  https://get.pulumi.com/releases/sdk/pulumi-v$(PULUMI_VERSION)-linux-x64.tar.gz && \
+	echo "$(PULUMI_SHA256)  $$tmp/pulumi.tgz" | sha256sum --check --quiet - && \
+	rm -rf .mlship/tools/pulumi && tar -xzf "$$tmp/pulumi.tgz" -C .mlship/tools && \
+	for f in .mlship/tools/pulumi/*; do ln -sf "$(CURDIR)/$$f" $(TOOLS)/; done && $(PULUMI) version
 
-kubeconfig: ## write $$KUBECONFIG_DATA (a kubeconfig, base64) to $$KUBECONFIG
+kubectl-cli: ## kubectl KUBECTL_VERSION into .mlship/bin, SHA-256 checked (the canary's port-forward)
+	@if $(KUBECTL) version --client 2>/dev/null | grep -q "Client Version: $(KUBECTL_VERSION)$$"; then exit 0; fi; \
+	mkdir -p $(TOOLS) && tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	curl -fsSL --proto '=https' --tlsv1.2 -o "$$tmp/kubectl" https://dl.k8s.io/release/$(KUBECTL_VERSION)/bin/linux/amd64/kubectl && \
+	echo "$(KUBECTL_SHA256)  $$tmp/kubectl" | sha256sum --check --quiet - && \
+	install -m 0755 "$$tmp/kubectl" $(KUBECTL) && $(KUBECTL) version --client
+
+kubeconfig: ## write $$KUBECONFIG_DATA (a kubeconfig, base64) to $$KUBECONFIG (mode 0600)
 	@test -n "$$KUBECONFIG" && test -n "$$KUBECONFIG_DATA" || { echo "set KUBECONFIG and KUBECONFIG_DATA"; exit 2; }
 	@umask 077 && mkdir -p "$$(dirname "$$KUBECONFIG")" && printf '%s' "$$KUBECONFIG_DATA" | base64 -d > "$$KUBECONFIG"
+
+release-cleanup: ## CI: remove the job's kubeconfig and registry credentials (only files under $$RUNNER_TEMP)
+	@if [ -z "$${RUNNER_TEMP:-}" ]; then echo "release-cleanup removes CI credentials under RUNNER_TEMP only"; \
+	else for f in "$(KUBECONFIG)" "$(DOCKER_CONFIG)"; do \
+	  case "$$f" in "$$RUNNER_TEMP"/mlship-*) rm -rf -- "$$f"; echo "removed $$f";; esac; \
+	done; fi
 
 # checkov pins dependencies that conflict with the project's: it gets its own venv (pulumi tests use it).
 CHECKOV_VERSION := 3.3.30

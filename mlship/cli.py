@@ -22,6 +22,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("canary", "canary"),
     ("render", None),
     ("preflight", None),
+    ("deploy", None),
     ("drift", None),
     ("score", None),
 ]

@@ -75,7 +75,11 @@ LOCAL = Queries(
 # (the route's per-backend filter, mlship/k8s/components/canary_route.py), and charges to it the
 # 5xx it answered itself: the 503 of a refused connection and the 504 of a timeout, which the model
 # server never counts. Without gateway metrics (another Gateway implementation, PodMonitor not
-# scraped) the server's counts remain.
+# scraped) the server's counts remain. Not countable here: the 503s of a backend with no ready endpoint.
+# Envoy Gateway (v1.7.5 internal/xds/translator/route.go) routes that backend's share to the non-existent
+# `invalid-backend-cluster`, and Envoy charges those 503s to the listener (`no_cluster`, downstream 5xx), not
+# to any backend's cluster, so they cannot be attributed to the canary. The Kubernetes backend covers that
+# case instead: a canary Deployment without a ready pod is "not running" and the controller rolls it back.
 ENVOY_RESPONSES = "envoy_cluster_upstream_rq_xx"  # label envoy_response_code_class="2".."5"
 _B = names.METRIC_BENTO_REQUESTS
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 from typing import Annotated, Any
 
@@ -27,7 +29,16 @@ EnvOption = Annotated[
     str | None,
     typer.Option("--env", help="`local` or a Pulumi stack (default: the running rollout's, else local)"),
 ]
-PromOption = Annotated[str | None, typer.Option(help="Prometheus URL (default: the local environment's)")]
+PromOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Prometheus URL (default: the local environment's; for a stack, replica 0 of the cluster's "
+        "Prometheus through `kubectl port-forward`)"
+    ),
+]
+# Port-forwards opened for this process (the cluster's Prometheus), closed when it exits.
+_FORWARDS = contextlib.ExitStack()
+atexit.register(_FORWARDS.close)
 
 
 def _parse_steps(text: str | None) -> list[int] | None:
@@ -50,23 +61,39 @@ def build_controller(config: Config, env: str | None, prometheus_url: str | None
         from mlship.local.environment import LocalEnvironment
 
         return local_controller(config, LocalEnvironment(config), prometheus_url=prometheus_url)
-    if prometheus_url is None:
-        raise RefusedError(f"--prometheus-url is required for stack {env!r} (the cluster's Prometheus)")
     from mlship.canary.analysis import Analyzer, kubernetes_queries
     from mlship.canary.backends.kubernetes import AutomationWorkspace, KubernetesApi, KubernetesBackend
-    from mlship.k8s.stack_config import read_stack_file
+    from mlship.k8s.render import load_config as load_stack_config
     from mlship.paths import project_root
 
     program = project_root() / "pulumi"
-    raw, _ = read_stack_file(program / f"Pulumi.{env}.yaml")
+    stack, _, _ = load_stack_config(env, program)
+    if prometheus_url is None:
+        prometheus_url = _cluster_prometheus(stack)
     prom = Prometheus(prometheus_url)
     # Weights and mirror go to the cluster's API (kubeconfig's current context, or in-cluster);
     # the Deployments' versions go to the stack config and a targeted `pulumi up`.
     backend = KubernetesBackend(
         AutomationWorkspace(env, program), KubernetesApi(), config.model.name, on_warning=err.print
     )
-    queries = kubernetes_queries(config.model.name, str(raw.get("namespace", "mlship")))
+    queries = kubernetes_queries(config.model.name, stack.namespace)
     return Controller(config, backend, prom, env_name=env, analyzer=Analyzer(prom, queries))
+
+
+def _cluster_prometheus(stack: Any) -> str:
+    """Replica 0 of the stack's Prometheus through `kubectl port-forward` (kept open for this process)."""
+    from mlship.k8s.components.monitoring import PROMETHEUS_PORT, prometheus_replica_service
+    from mlship.k8s.portforward import port_forward
+
+    if not stack.monitoring.enabled:
+        raise RefusedError(
+            "--prometheus-url is required: this stack installs no Prometheus "
+            "(mlship:monitoring.enabled false)"
+        )
+    service = prometheus_replica_service(stack)
+    url = _FORWARDS.enter_context(port_forward(stack.monitoring.namespace, service, PROMETHEUS_PORT))
+    err.print(f"Prometheus: svc/{service} in {stack.monitoring.namespace} via kubectl port-forward ({url})")
+    return url
 
 
 @app.command()

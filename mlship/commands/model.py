@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -258,3 +258,41 @@ def staleness(
         console.print(
             f"stale after [bold]{limit:g} days[/] (RMSE +{tolerance:.0%}); stored with {record.tag}"
         )
+
+
+@app.command("export")
+def export_cmd(
+    version: Annotated[str, typer.Argument(help="version (or tag) to export")],
+    out: Annotated[Path, typer.Option(help="folder for the archive and its SHA256SUMS line")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Write a model with its quality-gate verdict as one archive (for another machine's registry)."""
+    from mlship.model import transfer
+
+    config = load_config()
+    done = transfer.export_model(registry.resolve(config.model.name, version), out)
+    _transferred(done, "exported", as_json)
+
+
+@app.command("import")
+def import_cmd(
+    source: Annotated[Path, typer.Argument(help="the folder `mlship model export` wrote, or its archive")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import an exported model after checking it against SHA256SUMS; its gate verdict comes with it."""
+    from mlship.model import transfer
+
+    done = transfer.import_model(source)
+    _transferred(done, "imported" if done.created else "already registered", as_json)
+
+
+def _transferred(done: Any, verb: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(
+            json.dumps({"tag": done.tag, "archive": str(done.archive), "blessed": done.blessed, "verb": verb})
+        )
+        return
+    gate = (
+        "[green]blessed[/]" if done.blessed else "[red]not blessed[/] (`mlship canary start` needs --force)"
+    )
+    console.print(f"{verb} [bold]{done.tag}[/] ({done.archive}): {gate}")

@@ -3,23 +3,31 @@
 The stack is rendered under Pulumi's mocks (what ``pulumi up`` would create); each model Deployment's pod
 (stable and, during a release, canary) is then started with Docker translated from its spec:
 
-  image (imagePullPolicy IfNotPresent: the image must be here), command/args, env,
-  runAsUser/runAsGroup -> --user, fsGroup -> --group-add, runAsNonRoot -> the uid is checked,
-  readOnlyRootFilesystem -> --read-only, emptyDir -> --tmpfs PATH (owned by the pod's uid/fsGroup,
-  sizeLimit), capabilities.drop ALL -> --cap-drop ALL, allowPrivilegeEscalation false ->
-  --security-opt no-new-privileges, limits -> --memory/--cpus, and the namespace's NetworkPolicy (no
-  egress for model pods) -> an internal Docker network (no route out, no DNS).
+  image (imagePullPolicy IfNotPresent: used if here, else pulled when its repository names a registry, as
+  the kubelet would), command/args, env, runAsUser/runAsGroup -> --user, fsGroup -> --group-add,
+  runAsNonRoot -> the uid is checked, readOnlyRootFilesystem -> --read-only, emptyDir -> a Docker volume
+  on disk prepared as the kubelet prepares an emptyDir (mode 0777, group fsGroup with setgid, the image's
+  files hidden), or --tmpfs for ``medium: Memory`` (tmpfs pages count against the memory limit, in the
+  kernel's cgroup as in the kubelet's), capabilities.drop ALL -> --cap-drop ALL, allowPrivilegeEscalation
+  false -> --security-opt no-new-privileges, limits -> --memory/--cpus with --memory-swap equal to --memory
+  (the kubelet runs pods without swap: Docker would otherwise allow as much swap again), and the
+  namespace's NetworkPolicy (no egress for model pods) -> an internal Docker network (no route out, no DNS).
 
 Then, from inside the pod's network (``docker exec``; kubelet probes the pod IP, so the server must
 answer on the pod's address, not only on loopback): the startup probe within its failureThreshold x
 periodSeconds, the liveness and readiness probes within their timeouts, one valid prediction answered by
 the version the image tag and MLSHIP_MODEL_TAG name, an invalid one answered 4xx naming the field, the
 metrics the ServiceMonitor scrapes (its port and path) with the series the canary analysis, the rules and
-the dashboards read, and no label that ``honorLabels`` would let override a target label. Last, the pod
-stops on SIGTERM within terminationGracePeriodSeconds.
+the dashboards read, and no label that ``honorLabels`` would let override a target label. Probes run on the
+kubelet's schedule: the first after initialDelaySeconds, then every periodSeconds, each answer within
+timeoutSeconds; the startup probe gets failureThreshold attempts, liveness and readiness must not fail
+failureThreshold times in a row, readiness needs successThreshold successes in a row. Last, the pod stops as
+the kubelet stops it: the preStop hook first (the server must still answer during it), then SIGTERM, all
+within terminationGracePeriodSeconds.
 
-What it cannot show: scheduling, image pulls from a registry, the kubelet's probe timing under load, the
-gateway and NetworkPolicy enforcement by the CNI (k3s: flannel + kube-router's policy controller).
+What it cannot show: scheduling, the kubelet's probe timing under load, an emptyDir's sizeLimit (the kubelet
+evicts a pod over it; a Docker volume has no limit), the gateway and NetworkPolicy enforcement by the CNI
+(k3s: flannel + kube-router's policy controller).
 """
 
 from __future__ import annotations
@@ -144,6 +152,75 @@ def _cpus(quantity: str) -> str:
     return format(parse_quantity(quantity).normalize(), "f")
 
 
+def volume_name(container: str, volume: str) -> str:
+    """The Docker volume standing in for one emptyDir of one preflight pod."""
+    return f"{container}-{volume}"
+
+
+def _empty_dirs(
+    pod: dict[str, Any], container: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(mount, volume) of every volume the container mounts; anything but an emptyDir is refused."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    found = []
+    for mount in container.get("volumeMounts", []):
+        volume = volumes.get(mount["name"], {})
+        if "emptyDir" not in volume:
+            raise Failed(f"volume {mount['name']}: only emptyDir volumes are run by preflight")
+        found.append((mount, volume))
+    return found
+
+
+def empty_dir_volumes(deployment: dict[str, Any], *, name: str) -> list[tuple[str, int | None]]:
+    """(Docker volume, fsGroup) of each on-disk emptyDir of the pod ``docker_run_args`` runs as ``name``."""
+    pod = deployment["spec"]["template"]["spec"]
+    fs_group = pod.get("securityContext", {}).get("fsGroup")
+    return [
+        (volume_name(name, mount["name"]), fs_group)
+        for mount, volume in _empty_dirs(pod, pod["containers"][0])
+        if volume["emptyDir"].get("medium") != "Memory"
+    ]
+
+
+def prepare_volume(volume: str, fs_group: int | None, image: str) -> subprocess.CompletedProcess[str]:
+    """Create ``volume`` and set it up as the kubelet sets up an emptyDir: a directory with mode 0777, and
+    with an fsGroup, group-owned by it with the setgid bit (pkg/volume/volume_linux.go SetVolumeOwnership).
+    Done as root in a throw-away container of the pod's image, as the kubelet does it as root."""
+    created = _docker("volume", "create", "--label", f"{PREFIX}=1", volume)
+    if created.returncode != 0:
+        return created
+    script = "chmod 0777 /v" if fs_group is None else f"chgrp {int(fs_group)} /v && chmod 2777 /v"
+    return _docker(
+        "run", "--rm", "--user", "0", "--network", "none", "--entrypoint", "/bin/sh",
+        "--mount", f"type=volume,source={volume},target=/v", image, "-c", script,
+    )  # fmt: skip
+
+
+def registry_host(image: str) -> str | None:
+    """The registry an image reference names (``registry.example.com``, ``localhost:5000``), or None."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def ensure_image(image: str, build_hint: str, *, timeout: float = 1800) -> tuple[bool, str]:
+    """(present, detail): the image is here, or pulled from its registry (IfNotPresent, as the kubelet)."""
+    if _docker("image", "inspect", "--format", "{{.Id}}", image).returncode == 0:
+        return True, f"{image} present"
+    host = registry_host(image)
+    if host is None:
+        return False, f"image {image} is not here: build it with `{build_hint}`"
+    pulled = _docker("pull", "--quiet", image, timeout=timeout)
+    if pulled.returncode == 0:
+        return True, f"{image} pulled from {host}"
+    why = " ".join((pulled.stderr or pulled.stdout).split())[-300:]
+    return False, (
+        f"image {image} is not here and `docker pull` failed ({why}): log in with `docker login {host}` "
+        f"(make registry-login), check that the version was pushed, or build it with `{build_hint}`"
+    )
+
+
 def docker_run_args(deployment: dict[str, Any], *, name: str, network: str) -> list[str]:
     """``docker run`` arguments for the pod of a rendered Deployment (one container). Raises ``Failed``
     for a pod spec feature Docker cannot reproduce faithfully."""
@@ -171,23 +248,22 @@ def docker_run_args(deployment: dict[str, Any], *, name: str, network: str) -> l
     caps = sc.get("capabilities", {})
     args += [f"--cap-drop={c}" for c in caps.get("drop", [])]
     args += [f"--cap-add={c}" for c in caps.get("add", [])]
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    for mount in container.get("volumeMounts", []):
-        volume = volumes.get(mount["name"], {})
-        if "emptyDir" not in volume:
-            raise Failed(f"volume {mount['name']}: only emptyDir volumes are run by preflight")
-        options = ["rw", "exec"]
-        if uid is not None:
-            options.append(f"uid={uid}")
-        if fs_group is not None or gid is not None:
-            options.append(f"gid={fs_group if fs_group is not None else gid}")
-        size = volume["emptyDir"].get("sizeLimit")
-        if size:
-            options.append(f"size={_bytes(size)}")
-        args += ["--tmpfs", f"{mount['mountPath']}:{','.join(options)}"]
+    for mount, volume in _empty_dirs(pod, container):
+        if volume["emptyDir"].get("medium") == "Memory":
+            options = ["rw", "exec", "mode=1777" if fs_group is None else "mode=2777"]
+            if fs_group is not None or gid is not None:
+                options.append(f"gid={fs_group if fs_group is not None else gid}")
+            size = volume["emptyDir"].get("sizeLimit")
+            if size:
+                options.append(f"size={_bytes(size)}")
+            args += ["--tmpfs", f"{mount['mountPath']}:{','.join(options)}"]
+        else:
+            source = volume_name(name, mount["name"])
+            args += ["--mount", f"type=volume,source={source},target={mount['mountPath']},volume-nocopy"]
     limits = container.get("resources", {}).get("limits", {})
     if "memory" in limits:
-        args += ["--memory", str(_bytes(limits["memory"]))]
+        # The kubelet runs pods without swap (NodeSwap off, k3s' default): no swap beyond the limit.
+        args += ["--memory", str(_bytes(limits["memory"])), "--memory-swap", str(_bytes(limits["memory"]))]
     if "cpu" in limits:
         args += ["--cpus", _cpus(limits["cpu"])]
     for env in container.get("env", []):
@@ -220,6 +296,7 @@ class PodRun:
         self.name = f"{PREFIX}-{meta['name']}-{os.getpid()}-{threading.get_ident() % 10000}"
         self.report = PodReport(deployment=meta["name"], role=self.role, image=self.container["image"])
         self.address = ""
+        self.started_at = time.monotonic()
 
     # --- helpers ----------------------------------------------------------------------------------
     def _check(self, name: str, ok: bool, detail: str, started: float) -> None:
@@ -272,28 +349,31 @@ class PodRun:
         except Failed:
             pass
         finally:
-            _docker("rm", "--force", self.name)
+            self.remove()
         return self.report
+
+    def remove(self) -> None:
+        _docker("rm", "--force", self.name)
+        try:
+            volumes = empty_dir_volumes(self.deployment, name=self.name)
+        except Failed:  # a volume preflight does not run: none was created
+            volumes = []
+        for volume, _ in volumes:
+            _docker("volume", "rm", "--force", volume)
 
     def _start(self, network: str) -> None:
         started = time.monotonic()
         image = self.container["image"]
         policy = self.container.get("imagePullPolicy", "IfNotPresent")
         self._check("imagePullPolicy", policy == "IfNotPresent", f"imagePullPolicy is {policy}", started)
-        present = _docker("image", "inspect", "--format", "{{.Config.User}}", image)
         version = image.rsplit("@", 1)[0].rsplit(":", 1)[-1]
         build = f"mlship build --containerize --model {version} --image-repository {image.rsplit(':', 1)[0]}"
-        self._check(
-            "image",
-            present.returncode == 0,
-            f"image {image} is not here: build it with `{build}`"
-            if present.returncode
-            else f"{image} present",
-            started,
-        )
+        present, detail = ensure_image(image, build)
+        self._check("image", present, detail, started)
+        present_user = _docker("image", "inspect", "--format", "{{.Config.User}}", image)
         sc = self.pod.get("securityContext", {}) | self.container.get("securityContext", {})
         if sc.get("runAsNonRoot"):
-            user = str(sc.get("runAsUser", present.stdout.strip().split(":")[0] or "0"))
+            user = str(sc.get("runAsUser", present_user.stdout.strip().split(":")[0] or "0"))
             self._check(
                 "runAsNonRoot", user.isdigit() and user != "0", f"the container runs as uid {user}", started
             )
@@ -301,7 +381,16 @@ class PodRun:
             "docker",
             *docker_run_args(self.deployment, name=self.name, network=network),
         ]
+        for volume, fs_group in empty_dir_volumes(self.deployment, name=self.name):
+            prepared = prepare_volume(volume, fs_group, image)
+            self._check(
+                f"emptyDir {volume.removeprefix(self.name + '-')}",
+                prepared.returncode == 0,
+                (prepared.stderr or "a volume on disk, mode 0777, group fsGroup (setgid)").strip()[-300:],
+                started,
+            )
         created = _docker(*self.report.docker_run[1:])
+        self.started_at = time.monotonic()
         self._check(
             "docker run", created.returncode == 0, (created.stderr or "started").strip()[-300:], started
         )
@@ -310,38 +399,55 @@ class PodRun:
         )
         self.address = ip.stdout.strip()
 
-    def _probe(self, kind: str, spec: dict[str, Any]) -> None:
+    def _probe(self, kind: str, spec: dict[str, Any], since: float) -> None:
+        """One probe on the kubelet's schedule (pkg/kubelet/prober/worker.go): first attempt at
+        ``since + initialDelaySeconds``, then every periodSeconds; each answer within timeoutSeconds. The
+        startup probe passes on its first success within failureThreshold attempts; liveness and readiness
+        fail only after failureThreshold failures in a row; readiness needs successThreshold in a row."""
         get = spec.get("httpGet")
         if get is None:
             raise Failed(f"{kind}: only httpGet probes are run by preflight")
         path, port = get.get("path", "/"), get["port"]
+        name = f"{kind} GET {path} :{port}"
         period = float(spec.get("periodSeconds", 10))
         timeout = float(spec.get("timeoutSeconds", 1))
-        attempts = int(spec.get("failureThreshold", 3)) if kind == "startupProbe" else 1
+        failures_allowed = int(spec.get("failureThreshold", 3))
+        successes_needed = int(spec.get("successThreshold", 1)) if kind == "readinessProbe" else 1
         started = time.monotonic()
+        next_at = max(started, since + float(spec.get("initialDelaySeconds", 0)))
+        failures = successes = attempts = 0
         last = ""
-        for _ in range(attempts):
+        while True:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            next_at += period
+            attempts += 1
             if not self._running():
-                self._check(
-                    f"{kind} GET {path} :{port}", False, f"the container exited:\n{self.logs()}", started
-                )
+                self._check(name, False, f"the container exited:\n{self.logs()}", started)
+            asked = time.monotonic()
             status, body = self.http("GET", port, path, timeout=timeout)
+            answered = time.monotonic() - asked
             if 200 <= status < 400:
-                self._check(f"{kind} GET {path} :{port}", True, f"{status} in {timeout:g}s", started)
-                return
-            last = f"{status} {body[:120]}"
-            time.sleep(period)
-        self._check(
-            f"{kind} GET {path} :{port}",
-            False,
-            f"no 2xx/3xx in {attempts} x {period:g}s (last: {last}); logs:\n{self.logs()}",
-            started,
-        )
+                successes, failures = successes + 1, 0
+                if successes >= successes_needed:
+                    detail = f"{status} after {attempts} attempt(s), answered within {timeout:g}s"
+                    self._check(name, True, detail, started)
+                    return
+                continue
+            successes, failures = 0, failures + 1
+            last = f"{status} {body[:120]}" if status else f"no answer within {timeout:g}s ({answered:.1f}s)"
+            if failures >= failures_allowed:
+                what = f"{failures} failure(s) in a row, every {period:g}s"
+                self._check(name, False, f"{what} (last: {last}); logs:\n{self.logs()}", started)
 
     def _probes(self) -> None:
-        for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        """Startup first (the others wait for it, as in the kubelet), then liveness and readiness."""
+        since = self.started_at
+        if "startupProbe" in self.container:
+            self._probe("startupProbe", self.container["startupProbe"], since)
+            since = time.monotonic()
+        for kind in ("livenessProbe", "readinessProbe"):
             if kind in self.container:
-                self._probe(kind, self.container[kind])
+                self._probe(kind, self.container[kind], since)
 
     def _env(self, name: str) -> str:
         return next((e.get("value", "") for e in self.container.get("env", []) if e["name"] == name), "")
@@ -420,16 +526,45 @@ class PodRun:
         )
 
     def _stop(self) -> None:
+        """Stop as the kubelet does (pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer): the
+        preStop hook first, then SIGTERM, then SIGKILL when terminationGracePeriodSeconds (which counts
+        from the hook's start) runs out. The server must still answer during the hook: that is what the
+        hook is for (the gateway drops the endpoint meanwhile)."""
         started = time.monotonic()
         grace = int(self.pod.get("terminationGracePeriodSeconds", 30))
-        _docker("stop", "--time", str(grace), self.name, timeout=grace + 30)
+        hook = self.container.get("lifecycle", {}).get("preStop")
+        if hook is not None:
+            if "sleep" in hook:
+                seconds = float(hook["sleep"]["seconds"])
+                time.sleep(seconds / 2)
+                status, _ = self.http("GET", naming.MODEL_PORT_NAME, "/livez", timeout=3)
+                time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+                self._check(
+                    "serves during the preStop hook",
+                    200 <= status < 400,
+                    f"preStop sleep {seconds:g}s; GET /livez half-way: {status}",
+                    started,
+                )
+            elif "exec" in hook:
+                done = _docker("exec", self.name, *hook["exec"]["command"], timeout=grace)
+                self._check("preStop exec", done.returncode == 0, done.stderr.strip()[-200:] or "ok", started)
+            elif "httpGet" in hook:
+                get = hook["httpGet"]
+                status, _ = self.http("GET", get["port"], get.get("path", "/"), timeout=grace)
+                self._check("preStop httpGet", 200 <= status < 400, f"{status}", started)
+            else:
+                raise Failed(
+                    f"preStop {sorted(hook)}: only sleep, exec and httpGet hooks are run by preflight"
+                )
+        left = max(0, int(grace - (time.monotonic() - started)))
+        _docker("stop", "--time", str(left), self.name, timeout=left + 30)
         elapsed = time.monotonic() - started
         code = _docker("inspect", "--format", "{{.State.ExitCode}}", self.name).stdout.strip()
         ok = elapsed < grace and code in ("0", "143")
         self._check(
             "stops on SIGTERM within the grace period",
             ok,
-            f"exit {code} after {elapsed:.1f}s (grace {grace}s)",
+            f"exit {code} {elapsed:.1f}s after the stop began, preStop included (grace {grace}s)",
             started,
         )
 
@@ -527,6 +662,6 @@ def preflight(
             thread.join()
     finally:
         for run in runs:
-            _docker("rm", "--force", run.name)
+            run.remove()
         _docker("network", "rm", network)
     return Report(stack=stack, pods=[r.report for r in runs], seconds=time.monotonic() - started)

@@ -52,8 +52,9 @@ class ModelRecord:
 
     @property
     def blessed(self) -> bool:
+        """The quality gate blessed this very model (a verdict naming another model blesses nothing)."""
         gate = self.gate
-        return bool(gate and gate.get("blessed"))
+        return bool(gate and gate.get("blessed") and gate.get("candidate") == self.tag)
 
     @property
     def staleness(self) -> dict[str, Any] | None:
@@ -106,7 +107,9 @@ def get(tag: str) -> ModelRecord:
     try:
         return _record(bentoml.models.get(tag))
     except BentoMLException:
-        known = ", ".join(r.tag for r in list_models()) or "none (run `mlship model train`)"
+        known = ", ".join(r.tag for r in list_models()) or (
+            "none (run `mlship model train`, or `mlship model import DIR` for a model trained elsewhere)"
+        )
         raise RefusedError(f"unknown model {tag!r}; known models: {known}") from None
 
 

@@ -37,6 +37,9 @@ MLSHIP = [sys.executable, "-c", "from mlship.cli import main; main()"]
 CHECK_NAMES = {
     "imagePullPolicy",
     "image",
+    "emptyDir tmp",
+    "emptyDir bentoml-home",
+    "serves during the preStop hook",
     "runAsNonRoot",
     "docker run",
     "startupProbe GET /livez :http",
@@ -73,7 +76,9 @@ def test_preflight_passes_on_the_shipped_stacks(model_image, stack):
     run = pod["docker_run"]
     for flag in ("--read-only", "--cap-drop=ALL", "no-new-privileges", "--user", "--memory", "--cpus"):
         assert flag in run, flag
-    assert any(a.startswith("/tmp:") for a in run) and any(a.startswith("/home/mlship/bentoml:") for a in run)
+    assert run[run.index("--memory-swap") + 1] == run[run.index("--memory") + 1]  # no swap, as the kubelet
+    volumes = [a for a in run if a.startswith("type=volume,")]
+    assert [v.split("target=")[1].split(",")[0] for v in volumes] == ["/tmp", "/home/mlship/bentoml"]
     print(f"preflight --stack {stack}: {seconds:.0f}s ({report['seconds']}s in the command)")
 
 

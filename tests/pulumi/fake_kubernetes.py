@@ -6,14 +6,21 @@ owned by the field managers that applied it; a list is one field (atomic: HTTPRo
 ``parentRefs`` and ``hostnames`` are ``+listType=atomic`` in gateway-api v1.4.1); applying a different
 value to a field another manager owns is a 409 conflict unless ``force``, which moves the ownership;
 applying the same value shares it; a field the manager applied before and leaves out now is removed
-when nobody else owns it. ``generation`` moves only when the spec changes. Every call is recorded.
+when nobody else owns it. ``generation`` moves only when the spec changes. A non-apply write (``update``:
+PUT/PATCH, e.g. the HPA controller writing ``spec.replicas`` through the scale subresource, recorded as
+manager "kube-controller-manager") never conflicts, and "whenever a field's value does change, ownership
+moves from its current manager to the manager making the change" (Kubernetes docs, Server-Side Apply,
+field management). ``status`` is written by controllers (``set_status``) and owned by no applier. Every
+call is recorded.
 
 ``FakeStack`` stands in for ``pulumi up`` with pulumi-kubernetes' server-side apply: the real program is
 rendered under Pulumi's mocks with the stack config, and the targeted (or all) Deployments and routes
 are applied to the fake API server as the provider would, with its own random-looking field manager
-(provider.go fieldManagerName) and no force. For ``ignore_changes`` paths it follows await.go
-handleSSAIgnoreFields (pulumi-kubernetes v4.32.0): a field another manager owns is left out of the
-apply, otherwise the live value is sent.
+(provider.go fieldManagerName) and no force. For the ``ignore_changes`` paths the program declares
+(recorded by ``mlship render``) it follows await.go handleSSAIgnoreFields (pulumi-kubernetes v4.32.0): on an
+update, a field another manager owns and Pulumi does not is left out of the apply, otherwise the live value
+is sent; a creation applies the program's value. Pulumi waits for a Deployment's rollout, so after an
+applied Deployment the double sets ``status.readyReplicas`` as the Deployment controller would.
 """
 
 from __future__ import annotations
@@ -153,6 +160,31 @@ class FakeApiServer:
                 stored.generation += 1
             return self.view(stored)
 
+    def update(
+        self, api_version: str, kind: str, namespace: str, name: str, changes: dict[str, Any], *, manager: str
+    ) -> dict[str, Any]:
+        """A non-apply write (PUT/PATCH) of dotted ``changes``: never a conflict; changed fields move to
+        ``manager`` alone (e.g. the HPA controller scaling a Deployment through its scale subresource)."""
+        with self._lock:
+            key = (api_version, kind, namespace, name)
+            self.calls.append(Call("update", key, copy.deepcopy(changes), manager))
+            stored = self.objects[key]
+            live = leaves(stored.obj)
+            before = copy.deepcopy(stored.obj.get("spec"))
+            for dotted_path, value in changes.items():
+                path = tuple(dotted_path.split("."))
+                if live.get(path) != value:
+                    stored.owners[path] = {manager}
+                    _set(stored.obj, path, value)
+            if stored.obj.get("spec") != before:
+                stored.generation += 1
+            return self.view(stored)
+
+    def set_status(self, api_version: str, kind: str, namespace: str, name: str, **status: Any) -> None:
+        """What a controller writes to ``status`` (e.g. the Deployment controller's ``readyReplicas``)."""
+        stored = self.objects[(api_version, kind, namespace, name)]
+        stored.obj.setdefault("status", {}).update(copy.deepcopy(status))
+
     # --- for tests ------------------------------------------------------------------------------
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self.calls.append(Call("delete", (api_version, kind, namespace, name)))
@@ -188,7 +220,7 @@ class FakeStack:
         self.ups: list[list[str] | None] = []
         self.fail_up = False
         self.writes: list[Any] = []
-        self.ignore_route_changes = True  # False: the program before issue 11 (no ignore_changes)
+        self.honour_ignore_changes = True  # False: as if the program declared no ignore_changes
         self._lock = threading.Lock()
         self.managed: set[str] = set()  # URNs in the stack's state
 
@@ -222,39 +254,49 @@ class FakeStack:
             ),
             "HTTPRoute": "mlship:k8s:CanaryRoute$kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
         }
-        declared: dict[str, dict[str, Any]] = {}
+        declared: dict[str, tuple[dict[str, Any], list[str]]] = {}
         for manifest in result.manifests:
             if manifest["kind"] in parents:
                 name = manifest["metadata"]["name"]
                 logical = f"{name}-route" if manifest["kind"] == "HTTPRoute" else name
+                type_ = parents[manifest["kind"]].split("$", 1)[1]
+                ignored = result.ignore_changes.get(f"{type_}::{logical}", [])
                 declared[
                     f"urn:pulumi:{self.stack}::{self.project}::{parents[manifest['kind']]}::{logical}"
-                ] = manifest
+                ] = (manifest, ignored)
         wanted = set(declared) | self.managed if targets is None else set(targets)
         for urn in sorted(wanted):
-            manifest = declared.get(urn)
-            if manifest is None:  # in the state, no longer in the program: deleted
+            if urn not in declared:  # in the state, no longer in the program: deleted
                 if urn in self.managed:
                     kind = urn.split("::")[2].rsplit(":", 1)[-1]
                     name = urn.rsplit("::", 1)[-1]
                     self.api.delete(API_VERSIONS[kind], kind, "mlship", name)
                     self.managed.discard(urn)
                 continue
+            manifest, ignored = declared[urn]
             body = copy.deepcopy(manifest)
-            if manifest["kind"] == "HTTPRoute" and self.ignore_route_changes:
-                body = self._ignoring_rules(body)
-            self.api.apply(body, field_manager=PULUMI_MANAGER, force=False)
+            if self.honour_ignore_changes:
+                body = self._ignoring(body, ignored)
+            applied = self.api.apply(body, field_manager=PULUMI_MANAGER, force=False)
             self.managed.add(urn)
+            if manifest["kind"] == "Deployment":  # Pulumi waits for the rollout: the pods are ready
+                meta = applied["metadata"]
+                replicas = applied["spec"].get("replicas", 1)
+                self.api.set_status(
+                    "apps/v1", "Deployment", meta["namespace"], meta["name"], readyReplicas=replicas
+                )
 
-    def _ignoring_rules(self, body: dict[str, Any]) -> dict[str, Any]:
-        """handleSSAIgnoreFields for ignore_changes=["spec.rules"]."""
-        key = FakeApiServer.key(body)
-        stored = self.api.objects.get(key)
+    def _ignoring(self, body: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+        """handleSSAIgnoreFields: what Pulumi sends for ``ignore_changes`` paths on an update."""
+        stored = self.api.objects.get(FakeApiServer.key(body))
         if stored is None:
-            return body  # creation: the program's rules
-        owners = stored.owners.get(("spec", "rules"), set())
-        if owners and PULUMI_MANAGER not in owners:
-            del body["spec"]["rules"]  # owned by another manager: left out of Pulumi's apply
-        else:
-            body["spec"]["rules"] = copy.deepcopy(stored.obj["spec"]["rules"])  # the live value
+            return body  # creation: the program's values
+        for dotted_path in paths:
+            path = tuple(dotted_path.split("."))
+            owners = stored.owners.get(path, set())
+            live = leaves(stored.obj)
+            if owners - {PULUMI_MANAGER} and PULUMI_MANAGER not in owners:
+                _delete(body, path)  # owned by another manager only: left out of Pulumi's apply
+            elif path in live:
+                _set(body, path, live[path])  # the live value
         return body

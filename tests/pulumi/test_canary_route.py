@@ -35,7 +35,7 @@ def test_without_canary_everything_goes_to_stable(render):
 
 
 def test_shadow_mirrors_to_the_canary_with_zero_weight(render):
-    result = render("staging")  # the staging stack ships a shadowing candidate
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))  # a candidate in shadow
     assert result.config.models[0].canary.shadow
     canary_service = one(result, "Service", f"{MODEL}-canary")
     for rule in route(result)["spec"]["rules"]:
@@ -104,10 +104,12 @@ def test_gateway_class_and_implementation(render):
 
 
 def test_pulumi_leaves_the_rules_to_the_canary_controller(render):
-    """`pulumi up` creates the route, then never touches spec.rules (the controller applies them)."""
+    """`pulumi up` creates the route, then never touches spec.rules (the controller applies them); the
+    Deployments' replicas are left to their HPAs."""
     result = render("staging")
     assert result.ignore_changes == {
-        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::diabetes-regressor-route": ["spec.rules"]
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute::diabetes-regressor-route": ["spec.rules"],
+        "kubernetes:apps/v1:Deployment::diabetes-regressor-stable": ["spec.replicas"],
     }
 
 

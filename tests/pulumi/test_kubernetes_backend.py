@@ -14,7 +14,7 @@ import threading
 
 import pytest
 from fake_kubernetes import PULUMI_MANAGER, Conflict, FakeApiServer, FakeStack
-from pulumi_helpers import PROGRAM, stack_models
+from pulumi_helpers import PROGRAM, stack_models, with_canary
 
 from mlship import names
 from mlship.canary.backend import Routing, TrafficBackend
@@ -149,7 +149,7 @@ def test_without_ignore_changes_pulumi_up_would_fight_the_controller(stack, api)
     b = backend(stack)
     b.deploy_canary(V2, shadow=False)
     b.set_weight(40)
-    stack.ignore_route_changes = False
+    stack.honour_ignore_changes = False
     with pytest.raises(Conflict, match=r"spec\.rules owned by mlship-canary"):
         stack.up()
 
@@ -331,10 +331,100 @@ def test_deploy_stable(stack, api):
 
 def test_targeted_urns_name_resources_of_the_program(render):
     """The URNs of a targeted `pulumi up` must name resources the program declares."""
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     declared = {(r.type, r.name) for r in result.resources}
     for role in names.ROLES:
         for type_ in ROLE_RESOURCES:
             assert (type_, f"{MODEL}-{role}") in declared
     assert ("mlship:k8s:ModelDeployment", MODEL) in declared
     assert renderer.project_name(PROGRAM) == "mlship"
+
+
+# --- the HPA owns spec.replicas (review of issue 11, defect 2) -----------------------------------------
+HPA_MANAGER = "kube-controller-manager"  # what the API server records for the HPA's scale subresource
+
+
+def hpa_scales(api: FakeApiServer, model: str, role: str, replicas: int) -> None:
+    """The HPA controller scaling a Deployment: an update of spec.replicas through the scale subresource."""
+    api.update(
+        "apps/v1", "Deployment", "mlship", f"{model}-{role}", {"spec.replicas": replicas}, manager=HPA_MANAGER
+    )
+
+
+def test_the_first_rollout_starts_at_the_stack_replicas(stack, api):
+    replicas = stack_models("dev")[0]["replicas"]
+    found = api.get("apps/v1", "Deployment", "mlship", f"{MODEL}-stable")
+    assert found["spec"]["replicas"] == replicas  # set on creation, not left to the API default of 1
+
+
+def test_promotion_after_the_hpa_scaled_stable(stack, api):
+    """Before: the program applied spec.replicas on every update, so once the HPA had scaled stable the
+    promotion's targeted `pulumi up` failed with the conflict of pulumi-kubernetes #2491/#2569."""
+    hpa_scales(api, MODEL, "stable", 5)
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    hpa_scales(api, MODEL, "canary", 3)
+    b.set_weight(100)
+    b.promote()
+    stable = api.get("apps/v1", "Deployment", "mlship", f"{MODEL}-stable")
+    assert deployed(api, MODEL, "stable") == V2
+    assert stable["spec"]["replicas"] == 5  # the HPA's count survives the promotion
+    assert api.owners("apps/v1", "Deployment", "mlship", f"{MODEL}-stable")["spec.replicas"] == {HPA_MANAGER}
+    stack.up()  # and a full `pulumi up` later
+    assert api.get("apps/v1", "Deployment", "mlship", f"{MODEL}-stable")["spec"]["replicas"] == 5
+
+
+def test_without_ignore_changes_the_hpa_conflict_comes_back(stack, api):
+    """The double reproduces the upstream failure when the program does not leave spec.replicas alone."""
+    hpa_scales(api, MODEL, "stable", 5)
+    stack.honour_ignore_changes = False
+    with pytest.raises(Conflict, match=rf"spec\.replicas owned by {HPA_MANAGER}"):
+        stack.up()
+
+
+def test_the_program_leaves_replicas_to_the_hpa_of_each_role(render):
+    result = render("dev", models=with_canary("dev", weight=10))
+    for role in names.ROLES:
+        key = f"kubernetes:apps/v1:Deployment::{MODEL}-{role}"
+        assert result.ignore_changes[key] == ["spec.replicas"]
+        hpa = [m for m in result.manifests if m["kind"] == "HorizontalPodAutoscaler"]
+        assert any(h["spec"]["scaleTargetRef"]["name"] == f"{MODEL}-{role}" for h in hpa)
+
+
+# --- a canary without a ready pod is not running (review of issue 11, defect 6) -----------------------
+def test_a_canary_without_ready_pods_is_reported_not_running(stack, api):
+    """Envoy Gateway sends a backend without endpoints to `invalid-backend-cluster` (503 charged to no
+    backend): the backend reads the Deployment's readyReplicas instead, so the controller rolls back."""
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(25)
+    assert b.routing() == Routing(STABLE, V2, 25, False)
+    api.set_status("apps/v1", "Deployment", "mlship", f"{MODEL}-canary", readyReplicas=0)  # crash-looping
+    assert b.routing() == Routing(STABLE, None, 25, False)
+    api.set_status("apps/v1", "Deployment", "mlship", f"{MODEL}-canary", readyReplicas=1)
+    assert b.routing().canary_version == V2
+
+
+def test_the_controller_rolls_back_a_crashed_canary(stack, api):
+    """Controller._require_canary (the controller's own check) with the real backend reading the cluster."""
+    from types import SimpleNamespace
+
+    from mlship.canary.controller import Controller
+    from mlship.canary.judge import Verdict
+
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(10)
+    controller = Controller.__new__(Controller)  # only the backend is needed for this check
+    controller.backend = b
+    rollout = SimpleNamespace(canary_version=V2)
+    waiting = Verdict("wait", "wait: not enough canary samples", {})
+    assert controller._require_canary(rollout, waiting).decision == "wait"  # type: ignore[arg-type]
+    api.set_status("apps/v1", "Deployment", "mlship", f"{MODEL}-canary", readyReplicas=0)
+    verdict = controller._require_canary(rollout, waiting)  # type: ignore[arg-type]
+    assert verdict.decision == "rollback" and "not running" in verdict.reason
+
+
+def test_a_stable_without_ready_pods_serves_nothing(stack, api):
+    api.set_status("apps/v1", "Deployment", "mlship", f"{MODEL}-stable", readyReplicas=0)
+    assert backend(stack).routing().stable_version is None  # `canary start` refuses: nothing is serving

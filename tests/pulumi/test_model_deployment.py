@@ -70,7 +70,7 @@ def test_pod_is_restricted_and_probed(render):
 
 
 def test_image_is_pinned_and_model_tag_selected(render):
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     model = result.config.models[0]
     for role, version in (("stable", model.stable), ("canary", model.canary.version)):
         c = container(one(result, "Deployment", f"{MODEL}-{role}"))
@@ -100,7 +100,7 @@ def test_canary_role_exists_only_with_a_canary(render):
 
 
 def test_services_select_their_role_pods(render):
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     for role in names.ROLES:
         deployment = one(result, "Deployment", f"{MODEL}-{role}")
         service = one(result, "Service", f"{MODEL}-{role}")
@@ -152,7 +152,7 @@ def test_service_monitor_is_selected_by_the_chart(render):
 
 
 def test_service_monitor_scrapes_both_roles_and_labels_the_role(render):
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     monitor = one(result, "ServiceMonitor", MODEL)
     selector = monitor["spec"]["selector"]["matchLabels"]
     scraped = [s for s in find(result, "Service") if selector.items() <= s["metadata"]["labels"].items()]

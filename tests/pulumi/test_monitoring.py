@@ -175,3 +175,40 @@ def test_restricted_values_for_loki(render):
     assert values["podSecurityContext"]["runAsNonRoot"] is True
     assert values["containerSecurityContext"]["readOnlyRootFilesystem"] is True
     assert naming.GRAFANA_DASHBOARD_LABEL == "grafana_dashboard"
+
+
+def test_k3s_embedded_components_are_not_scraped(render):
+    """Review of issue 11, defect 7: on k3s the controller manager, scheduler and kube-proxy run inside the
+    k3s process and etcd is embedded; kube-prometheus-stack 88.0.0 enables their Services, ServiceMonitors
+    and Down alerts by default (values.yaml), all gated on `<key>.enabled` (templates/exporters/<component>/,
+    templates/prometheus/rules-1.14/: checked at tag kube-prometheus-stack-88.0.0, recorded in versions.yaml).
+    Left on, KubeControllerManagerDown, KubeSchedulerDown, KubeProxyDown and etcdMembersDown fire forever."""
+    for stack in ("dev", "prod"):
+        values = release(render(stack), "kube-prometheus-stack")["values"]
+        for key in ("kubeControllerManager", "kubeScheduler", "kubeProxy", "kubeEtcd"):
+            assert values[key] == {"enabled": False}, (stack, key)
+        for key in ("kubelet", "kubeApiServer", "coreDns"):  # what k3s does expose stays scraped
+            assert values.get(key, {}).get("enabled", True) is True
+    listed = yaml.safe_load((REPO / "versions.yaml").read_text())["entries"]
+    (kps,) = [e for e in listed if e["name"] == "kube-prometheus-stack"]
+    assert "kubeControllerManager" in kps["checked"]["values"]
+
+
+def test_the_canary_reads_one_prometheus_replica(render):
+    """Review of issue 11, defect 8: two replicas behind one Service can answer one observation's queries
+    from different replicas. The chart makes one Service per replica (servicePerReplica, selecting the pod
+    prometheus-<crname>-<i>); the canary reads replica 0 through it, Grafana sticks to one (ClientIP)."""
+    from mlship.k8s.components.monitoring import prometheus_replica_service, prometheus_url
+
+    result = render("prod")
+    values = release(result, "kube-prometheus-stack")["values"]
+    assert values["prometheus"]["prometheusSpec"]["replicas"] == 2
+    assert values["prometheus"]["servicePerReplica"] == {"enabled": True}
+    assert values["prometheus"]["service"]["sessionAffinity"] == "ClientIP"
+    # templates/prometheus/serviceperreplica.yaml: name <fullname>-prometheus-<i>, fullname = the override
+    assert values["fullnameOverride"] == "kube-prometheus-stack"
+    assert prometheus_replica_service(result.config) == "kube-prometheus-stack-prometheus-0"
+    assert prometheus_url(result.config).startswith("http://kube-prometheus-stack-prometheus.monitoring.svc")
+    # _helpers.tpl truncates fullname to 26 characters: a long release name keeps the chart's names
+    long = render("dev", monitoring={"releaseName": "kube-prometheus-stack-production-eu"})
+    assert prometheus_replica_service(long.config) == "kube-prometheus-stack-prod-prometheus-0"

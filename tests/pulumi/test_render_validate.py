@@ -40,7 +40,13 @@ def test_crd_schemas_name_their_source_and_version():
 
 
 def _route(render) -> dict:
-    return copy.deepcopy(one(render("staging"), "HTTPRoute", "diabetes-regressor"))
+    return copy.deepcopy(
+        one(
+            render("staging", models=with_canary("staging", weight=0, shadow=True)),
+            "HTTPRoute",
+            "diabetes-regressor",
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,7 +87,7 @@ def test_unknown_custom_kind_is_a_problem():
 
 
 def test_write_one_file_per_object(render, tmp_path):
-    result = render("staging")
+    result = render("staging", models=with_canary("staging", weight=0, shadow=True))
     written = renderer.write(result, tmp_path / "out")
     manifests = sorted((tmp_path / "out" / "manifests").glob("*.yaml"))
     assert len(manifests) == len(result.manifests)

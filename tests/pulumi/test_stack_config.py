@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -114,3 +115,21 @@ def test_quantities_compare_like_kubernetes():
     assert parse_quantity("1G") < parse_quantity("1Gi")
     with pytest.raises(ValueError, match="quantity"):
         parse_quantity("1 GB")
+
+
+def test_shipped_stacks_name_no_canary():
+    """Review of issue 11, defect 9: Pulumi.staging.yaml shipped a canary (314bbd1dbc02) whose image no
+    pipeline had pushed, so the first `pulumi up` of staging waited on a Deployment that could never pull."""
+    for stack in ("dev", "staging", "prod"):
+        assert all("canary" not in model for model in stack_models(stack)), stack
+
+
+def test_production_page_has_the_one_time_commands(render):
+    """Review of issue 11, defect 9: the page named no `pulumi stack init` and no TLS Secret for prod."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "production.md").read_text(encoding="utf-8")
+    assert "pulumi stack init prod" in page
+    config = render("prod").config
+    assert config.gateway.tls is not None
+    secret = f"kubectl -n {config.namespace} create secret tls {config.gateway.tls.secret_name}"
+    assert secret in page
+    assert page.index("make release-deploy STACK=prod") < page.index(secret)  # the namespace exists first

@@ -64,6 +64,19 @@ def test_code_pins_the_listed_version(name, reference):
     )
 
 
+CHECKSUMS = [
+    (e["name"], ref, digest) for e in VERSIONS["entries"] for ref, digest in e.get("sha256", {}).items()
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "reference", "digest"), CHECKSUMS, ids=[f"{n}@{r}" for n, r, _ in CHECKSUMS]
+)
+def test_code_pins_the_listed_checksum(name, reference, digest):
+    """A downloaded tool is checked against the SHA-256 listed here, next to where it was found."""
+    assert pinned_value(reference) == digest, f"{reference}: versions.yaml lists {name} {digest}"
+
+
 @pytest.mark.parametrize("entry", VERSIONS["entries"], ids=lambda e: e["name"])
 def test_every_entry_says_where_it_was_checked(entry):
     checked = entry["checked"]

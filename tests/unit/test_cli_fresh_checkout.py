@@ -35,6 +35,8 @@ EXPECTED: dict[tuple[str, ...], tuple[int, str]] = {
         ExitCode.REFUSED,
         "run `mlship model train`",
     ),
+    ("model", "export", "abc", "--out", "out"): (ExitCode.REFUSED, "or `mlship model import DIR`"),
+    ("model", "import", "release"): (ExitCode.NOT_READY, "download the release's model artifact"),
     ("local", "up"): (ExitCode.NOT_READY, "run `mlship model train`"),
     ("local", "down"): (ExitCode.OK, "nothing was running"),
     ("local", "status"): (ExitCode.OK, "stopped"),
@@ -50,6 +52,7 @@ EXPECTED: dict[tuple[str, ...], tuple[int, str]] = {
     ("drift",): (ExitCode.PROMETHEUS_UNAVAILABLE, "`mlship local up`"),
     ("render", "--stack", "nope", "--out", "rendered"): (ExitCode.USAGE, "stacks here: dev"),
     ("preflight", "--stack", "nope"): (ExitCode.USAGE, "stacks here: dev"),
+    ("deploy", "--stack", "nope"): (ExitCode.USAGE, "stacks here: dev"),
     ("images", "build", "nope"): (ExitCode.USAGE, "nope"),
     ("score",): (ExitCode.USAGE, "declare which tests, figures, benchmarks and live checks"),
 }

@@ -15,11 +15,14 @@ Who owns what (one owner per field, so nothing is undone by anyone else):
   transition needs are updated, with a targeted ``pulumi up`` (``--target`` their URNs): starting a
   canary creates the canary's four objects; promoting updates the stable Deployment (Pulumi waits for
   its rollout) before the route moves; the canary's objects are deleted once no traffic reaches them.
-  Because the promoted version is in the stack config, a later ``pulumi up`` deploys it again and never
-  brings the old version back.
+  The promoted version is written to the stack config and, once the stable Deployment runs it, to the
+  cluster's release record (ConfigMap ``<model>-release``, mlship/k8s/release_record.py): ``mlship deploy``
+  refuses a ``pulumi up`` whose stack config names another stable version (a stale checkout, an unpushed
+  record), so a later deploy never brings the old version back.
 
 ``routing()`` reads the live HTTPRoute (weights and mirror of the ``/predict`` rule) and the versions the
-live Deployments' pod templates run: it reports what the cluster does, not what a file says.
+live Deployments' pod templates run, counting a Deployment without a ready pod as not running: it reports
+what the cluster does, not what a file says.
 The Kubernetes API sits behind ``ClusterApi`` and the Pulumi CLI behind ``StackWorkspace``;
 ``KubernetesApi`` and ``AutomationWorkspace`` are the real ones.
 """
@@ -38,7 +41,7 @@ from typing import Any, Protocol
 from mlship import names
 from mlship.canary.backend import Routing
 from mlship.errors import ConfigError, MlshipError, RefusedError
-from mlship.k8s import naming, stack_config
+from mlship.k8s import naming, release_record, stack_config
 from mlship.k8s.components.canary_route import rules as route_rules
 from mlship.k8s.stack_config import Model
 
@@ -271,6 +274,18 @@ class KubernetesBackend:
                 ) from exc
             raise MlshipError(f"pulumi up failed, stack config restored: {exc}") from exc
 
+    def _record_stable(self, version: str, how: str) -> None:
+        """The cluster's release record (after the stable Deployment runs ``version``). A failure is
+        reported, not raised: traffic must still move; `mlship deploy` then sees the mismatch."""
+        try:
+            release_record.write(self.api, self.namespace, self.model, version, how)
+        except Exception as exc:
+            self.on_warning(
+                f"the release record {self.namespace}/{release_record.name(self.model)} was not updated to "
+                f"{version} ({exc}): `mlship deploy` will refuse until told which version is stable; "
+                "grant the canary configmaps get/create/patch in the model namespace"
+            )
+
     def _remove_canary_objects(self) -> None:
         """Delete the canary's objects (no traffic reaches them any more); a failure is only reported:
         the stack config no longer names them, so the next ``pulumi up`` removes them."""
@@ -309,8 +324,22 @@ class KubernetesBackend:
 
     # --- reading ----------------------------------------------------------------------------------
     def _deployed_version(self, role: str) -> str | None:
+        """The version a role's Deployment serves, or None when it serves nothing: no Deployment, or no
+        ready pod (``status.readyReplicas``, from the Deployment controller).
+
+        A canary whose pods crash or never become ready has no endpoints, and Envoy Gateway (v1.7.5
+        internal/ir/xds.go ToBackendWeights, internal/xds/translator/route.go) then sends its share of the
+        traffic to a cluster that does not exist, ``invalid-backend-cluster``, answered 503 by the route
+        itself (cluster_not_found_response_code). Those 503s are counted by no backend's cluster: Envoy
+        charges them to the listener (``http.<prefix>.no_cluster``, downstream 5xx), not to
+        ``httproute/<ns>/<route>/rule/<i>/backend/<j>``, so the canary analysis cannot attribute them to
+        the canary. Reporting such a canary as not running makes the controller roll it back at its next
+        tick (it rolls back when ``routing().canary_version`` is not the rollout's canary)."""
         deployment = self.api.get(*DEPLOYMENT_API, self.namespace, naming.workload_name(self.model, role))
         if deployment is None:
+            return None
+        ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+        if ready < 1:
             return None
         labels = deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
         return labels.get(naming.VERSION)
@@ -380,6 +409,7 @@ class KubernetesBackend:
         previous, model = self._record(change)
         # Traffic stays where it is (mostly on the canary) while the stable Deployment rolls out.
         self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)
+        self._record_stable(model.stable, "promoted")
         self._apply_route(model)
         self._remove_canary_objects()
 
@@ -405,3 +435,4 @@ class KubernetesBackend:
 
         previous, _ = self._record(change)
         self._up(self._urns(names.ROLE_STABLE, ROLE_RESOURCES[:1]), previous)
+        self._record_stable(version, "deployed-stable")

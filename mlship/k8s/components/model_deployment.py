@@ -21,6 +21,17 @@ TYPE = "mlship:k8s:ModelDeployment"
 BENTOML_HOME = "/home/mlship/bentoml"
 # readOnlyRootFilesystem: the only writable paths are these emptyDir mounts.
 WRITABLE_DIRS = {"tmp": "/tmp", "bentoml-home": BENTOML_HOME}  # noqa: S108 - an emptyDir, not a shared /tmp
+# Each role's HorizontalPodAutoscaler owns spec.replicas once it has scaled the Deployment: the HPA
+# controller writes it through the scale subresource, and server-side apply then records
+# "kube-controller-manager" (subresource scale) as its manager. A `pulumi up` applying spec.replicas again
+# would conflict with it (pulumi-kubernetes issues #2491, #2569: "conflict with kube-controller-manager
+# with subresource scale: .spec.replicas") and fail the promotion's targeted update. The program sets
+# replicas on creation only (the first rollout starts at minReplicas, not at the API default of 1) and
+# ignores later changes: pulumi-kubernetes (v4.32.0 await.go handleSSAIgnoreFields) then leaves a field
+# another manager owns out of its apply, and sends the live value while it still owns it. Dropping the
+# field outright instead would reset a Pulumi-owned replicas to 1 on the next apply (Kubernetes docs,
+# "Migrating Deployments and StatefulSets to horizontal autoscaling").
+DEPLOYMENT_IGNORED_FIELDS = ["spec.replicas"]
 
 
 class ModelDeployment(pulumi.ComponentResource):
@@ -107,7 +118,9 @@ class ModelDeployment(pulumi.ComponentResource):
                     "spec": _pod_spec(model, role, version, image, account),
                 },
             },
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(ignore_changes=DEPLOYMENT_IGNORED_FIELDS)
+            ),
         )
 
     @staticmethod

@@ -51,8 +51,43 @@ def loki_url(config: StackConfig) -> str:
     return f"http://{LOKI_RELEASE}.{config.monitoring.namespace}.svc.cluster.local:{LOKI_HTTP_PORT}"
 
 
+PROMETHEUS_PORT = 9090  # prometheus.service.port and servicePerReplica.port (chart defaults, kept)
+# k3s runs the controller manager, the scheduler and kube-proxy inside its own process (no pods, metrics on
+# 127.0.0.1 only) and etcd embedded (metrics only with --etcd-expose-metrics): the chart's Services and
+# ServiceMonitors for them find no target, and KubeControllerManagerDown, KubeSchedulerDown, KubeProxyDown
+# and etcdMembersDown would fire forever. kube-prometheus-stack 88.0.0 enables all four by default
+# (values.yaml `<key>.enabled: true`) and gates both the scrape objects (templates/exporters/<component>/)
+# and those alert groups (templates/prometheus/rules-1.14/kubernetes-system-controller-manager.yaml,
+# kubernetes-system-scheduler.yaml, kube-scheduler.rules.yaml, kubernetes-system-kube-proxy.yaml, etcd.yaml)
+# on the same key. The API server, the kubelet and CoreDNS stay scraped.
+K3S_EMBEDDED_COMPONENTS = ("kubeControllerManager", "kubeScheduler", "kubeProxy", "kubeEtcd")
+
+
+def chart_fullname(config: StackConfig) -> str:
+    """The chart's ``kube-prometheus-stack.fullname``: fullnameOverride, truncated to 26 characters."""
+    return config.monitoring.release_name[:26].rstrip("-")
+
+
 def prometheus_url(config: StackConfig) -> str:
-    return f"http://{config.monitoring.release_name}-prometheus.{config.monitoring.namespace}.svc.cluster.local:9090"
+    """The Prometheus Service (every replica behind it, ClientIP session affinity): Grafana's datasource."""
+    return (
+        f"http://{chart_fullname(config)}-prometheus.{config.monitoring.namespace}.svc.cluster.local:"
+        f"{PROMETHEUS_PORT}"
+    )
+
+
+def prometheus_replica_service(config: StackConfig, ordinal: int = 0) -> str:
+    """The Service of one Prometheus replica (``servicePerReplica``): ``<fullname>-prometheus-<i>``.
+
+    The canary reads one replica only. Two replicas scrape at different instants, so behind one load-balanced
+    Service the queries of one observation (stable and canary, counts and histograms) could be answered by
+    different replicas and disagree; a counter read from replica A then B can even appear to go backwards.
+    The chart's per-replica Service selects the StatefulSet pod ``prometheus-<crname>-<i>``
+    (templates/prometheus/serviceperreplica.yaml, 88.0.0). `kubectl port-forward svc/<this> PORT:9090`
+    reaches it from outside the cluster: a port-forward enters the pod's network namespace through the
+    kubelet, so the monitoring namespace's default-deny ingress NetworkPolicy does not apply to it.
+    """
+    return f"{chart_fullname(config)}-prometheus-{ordinal}"
 
 
 def selector_labels(config: StackConfig) -> dict[str, str]:
@@ -101,7 +136,12 @@ def kube_prometheus_stack_values(config: StackConfig) -> dict[str, Any]:
         # 9100 on every k3s node). The chart's DaemonSet (hostNetwork, same port) is not installed; its
         # dashboards are kept, and Prometheus scrapes the hosts' exporter (additionalScrapeConfigs).
         "nodeExporter": {"enabled": False, "forceDeployDashboards": True},
+        **{component: {"enabled": False} for component in K3S_EMBEDDED_COMPONENTS},
         "prometheus": {
+            # Every client inside the cluster (Grafana) sticks to one replica; the canary reads replica 0
+            # through its own Service (prometheus_replica_service).
+            "service": {"sessionAffinity": "ClientIP"},
+            "servicePerReplica": {"enabled": True},
             "prometheusSpec": {
                 "replicas": replicas,
                 "retention": mon.prometheus_retention,
@@ -118,7 +158,7 @@ def kube_prometheus_stack_values(config: StackConfig) -> dict[str, Any]:
                         }
                     }
                 },
-            }
+            },
         },
         "alertmanager": {"alertmanagerSpec": {"replicas": replicas}},
         "grafana": {
