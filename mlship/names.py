@@ -82,6 +82,15 @@ METRIC_ROUTER_RESPONSES = "haproxy_server_http_responses_total"  # label code="1
 METRIC_ROUTER_CONN_ERRORS = "haproxy_server_connection_errors_total"
 METRIC_ROUTER_RESP_ERRORS = "haproxy_server_response_errors_total"
 METRIC_ROUTER_WEIGHT = "haproxy_server_weight"
+METRIC_ROUTER_STATUS = "haproxy_server_status"  # label state="UP"|"DOWN"|"MAINT"|...: 1 for the current
+
+# --- Canary runner metrics (mlship/canary/publish.py) -----------------------------------------
+# Counter: differences found between what the rollout says and the routing in effect (label result:
+# repaired | failed), each logged in the rollout's reconciliation history (`mlship canary status`).
+METRIC_CANARY_ROUTING_DIFFERENCES = "mlship_canary_routing_differences_total"
+# Gauge: 1 while the routing in effect is the rollout's (possibly after a repair), 0 while paused
+# because it could not be read or repaired.
+METRIC_CANARY_ROUTING_IN_SYNC = "mlship_canary_routing_in_sync"
 
 # --- Prometheus jobs ------------------------------------------------------------------------------
 JOB_MODEL = "mlship-model"

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from mlship.config import load_config
-from mlship.paths import state_dir
+from mlship.paths import state_dir, use_project_bentoml_home
 
 app = typer.Typer(help="Reliability and security campaign.")
 console = Console()
@@ -33,12 +33,16 @@ def reliability(
 
     That environment runs on free loopback ports with its state in .mlship/reliability/ (never yours).
 
-    Trains the baseline and candidate demo models if the registry has none.
+    Trains the baseline, candidate and buggy demo models if the registry has none.
 
     Prints one table (case, expected, observed, pass/fail), also written as JSON and Markdown.
 
     Exit code 1 when a case fails.
     """
+    # The project's model store, as the `mlship` CLI uses it, chosen before BentoML is first imported:
+    # the campaign's servers read the models from it after MLSHIP_STATE_DIR moves to the campaign's
+    # own state (without this the models were trained into BentoML's default ~/bentoml).
+    use_project_bentoml_home()
     from devtools.reliability import campaign, report
     from mlship.model.releases import Releases
 

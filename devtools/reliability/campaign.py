@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from devtools.reliability import api_input, cli_input, faults, saturation, scans
+from devtools.reliability import api_input, cli_input, faults, recovery, saturation, scans
 from devtools.reliability.report import Report
 from devtools.reliability.result import CaseResult, errored, verdict
 from mlship.config import Config
@@ -45,7 +45,13 @@ FULL = Settings(
     mode="full",
     load_seconds=30,
     load_connections=32,
-    fault=faults.FaultSettings(rps=30, outage_ticks=5, reloads=5),
+    fault=faults.FaultSettings(
+        rps=30,
+        outage_ticks=5,
+        reloads=5,
+        # Every crash, each with a good version (promoted) and a bad one (rolled back).
+        recovery=tuple((case, good) for case in recovery.CASES for good in (True, False)),
+    ),
     schemathesis_examples=100,
     cardinality_keys=500,
     inventory=True,
@@ -54,7 +60,17 @@ SHORT = Settings(
     mode="short",
     load_seconds=8,
     load_connections=32,
-    fault=faults.FaultSettings(rps=25, outage_ticks=3, reloads=3),
+    fault=faults.FaultSettings(
+        rps=25,
+        outage_ticks=3,
+        reloads=3,
+        # One crash, the one that restarts everything (about 40 s): a reboot in the middle of a bad
+        # release, everything restored by `local up`, the resumed runner rolls it back on counters
+        # that started over. tests/integration/test_canary_local.py runs the issue-16 sequence (runner
+        # and router, good version promoted, the runner repairing a weight by itself); every other
+        # crash, with a good and a bad version each, runs in `make reliability` only.
+        recovery=(("reboot", False),),
+    ),
     schemathesis_examples=10,
     cardinality_keys=500,
     inventory=True,
@@ -63,11 +79,13 @@ SHORT = Settings(
 
 @dataclass(frozen=True)
 class Models:
-    """The versions the campaign serves: stable (baseline) and the blessed candidate it releases."""
+    """The versions the campaign serves: stable (baseline), the blessed candidate it releases, and a
+    bad version (the `buggy` model, released with --force) that must be rolled back."""
 
     name: str
     baseline: str
     candidate: str
+    bad: str | None = None
 
     @property
     def baseline_tag(self) -> str:
@@ -80,7 +98,7 @@ def ensure_models(config: Config, progress: Callable[[str], None] = lambda _msg:
     found = {}
     for record in registry.list_models(name):  # oldest first: the newest of each variant wins
         found[record.labels.get("variant")] = record
-    for variant in ("baseline", "candidate"):
+    for variant in ("baseline", "candidate", "buggy"):
         if variant not in found:
             progress(f"training the {variant} model")
             trained = training.train(
@@ -93,7 +111,12 @@ def ensure_models(config: Config, progress: Callable[[str], None] = lambda _msg:
         registry.save_gate(
             found["candidate"], gate.validate(found["candidate"], found["baseline"], config.gate)
         )
-    return Models(name=name, baseline=found["baseline"].version, candidate=found["candidate"].version)
+    return Models(
+        name=name,
+        baseline=found["baseline"].version,
+        candidate=found["candidate"].version,
+        bad=found["buggy"].version,
+    )
 
 
 def isolated_environment(config: Config, state: Path) -> LocalEnvironment:
@@ -189,7 +212,14 @@ def run_campaign(
         (
             "faults",
             lambda: faults.run_faults(
-                env, env.config, models.candidate, rows, settings.fault, progress=area("faults")
+                env,
+                env.config,
+                models.candidate,
+                rows,
+                settings.fault,
+                progress=area("faults"),
+                baseline=models.baseline,
+                bad=models.bad,
             ),
         ),
         (

@@ -24,10 +24,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from devtools.reliability import recovery
 from devtools.reliability.result import CaseResult, errored, skipped, verdict
 from devtools.reliability.traffic import Traffic
 from mlship import names
-from mlship.canary.backends.local import LocalBackend, local_controller
+from mlship.canary.backends.local import LocalBackend, local_controller, local_up
 from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config
@@ -54,6 +55,8 @@ class FaultSettings:
     rps: float
     outage_ticks: int  # controller ticks while Prometheus is down
     reloads: int  # proxy reloads under load
+    # Crashes mid-rollout (devtools/reliability/recovery.py): (case, release a good version?).
+    recovery: tuple[tuple[str, bool], ...] = ()
     advance_timeout_s: float = 120.0
 
 
@@ -109,13 +112,8 @@ def _state_consistent(env: LocalEnvironment, state: RolloutState | None) -> tupl
 
 
 def _restore(env: LocalEnvironment, controller: Controller) -> None:
-    """Restart what is missing and re-apply the rollout's weight."""
-    env.up()
-    state = controller.status()
-    if state is not None and state.active and env.running(names.ROLE_CANARY) is not None:
-        routing = LocalBackend(env).routing()
-        if routing.weight != state.weight:
-            LocalBackend(env).set_weight(state.weight)
+    """Restart what is missing; an active rollout's canary and weight come back with it."""
+    local_up(env)
 
 
 def prometheus_outage(
@@ -140,7 +138,7 @@ def prometheus_outage(
             time.sleep(controller.config.canary.poll_seconds)
         held = state.phase == before.phase and state.weight == before.weight
         consistent, described = _state_consistent(env, state)
-        env.up()  # Prometheus back (same data folder)
+        local_up(env)  # Prometheus back (same data folder)
         index = state.step_index
         started = time.monotonic()
         while time.monotonic() - started < settings.advance_timeout_s:
@@ -371,8 +369,14 @@ def run_faults(
     rows: Sequence[Mapping[str, object]],
     settings: FaultSettings,
     progress: Callable[[str], None] = lambda _msg: None,
+    *,
+    baseline: str | None = None,
+    bad: str | None = None,
 ) -> list[CaseResult]:
-    """Start a rollout of ``candidate`` under traffic and inject each fault in turn."""
+    """Start a rollout of ``candidate`` under traffic and inject each fault in turn; then the crashes
+    of ``settings.recovery``, each in a rollout of its own (``baseline`` and ``candidate`` as the good
+    versions, ``bad`` as the one to roll back)."""
+    base_config = config
     config = fault_config(config)
     controller = local_controller(config, env)
     results: list[CaseResult] = []
@@ -394,6 +398,16 @@ def run_faults(
             state = controller.status()
             if state is not None and state.active:
                 controller.rollback("reliability campaign cleanup")
+        if settings.recovery and baseline is not None:
+            results += recovery.run_recovery(
+                env,
+                base_config,
+                traffic,
+                good=(baseline, candidate),
+                bad=bad,
+                cases=settings.recovery,
+                progress=progress,
+            )
         progress("killing one of two stable servers")
         results.append(stable_replica_killed(env, traffic))
     return results

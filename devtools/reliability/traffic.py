@@ -46,10 +46,18 @@ class Traffic:
     def lost(self) -> int:
         return self.report.server_errors + self.report.failed
 
-    def mark(self) -> tuple[int, int]:
-        """(sent, lost) now, to count what happens between two marks."""
-        return self.sent, self.lost
+    @property
+    def unanswered(self) -> int:
+        """Requests that got no HTTP answer at all (connection refused or reset, timeout)."""
+        return self.report.failed
 
-    def since(self, mark: tuple[int, int]) -> tuple[int, int]:
+    def mark(self) -> tuple[int, int, int]:
+        """(sent, lost, unanswered) now, to count what happens between two marks."""
+        return self.sent, self.lost, self.unanswered
+
+    def since(self, mark: tuple[int, int, int]) -> tuple[int, int]:
         """(sent, lost) since ``mark``."""
         return self.sent - mark[0], self.lost - mark[1]
+
+    def unanswered_since(self, mark: tuple[int, int, int]) -> int:
+        return self.unanswered - mark[2]

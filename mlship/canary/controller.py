@@ -20,6 +20,7 @@ from mlship.canary.analysis import Analyzer
 from mlship.canary.backend import TrafficBackend
 from mlship.canary.judge import Verdict, judge
 from mlship.canary.publish import TextfilePublisher
+from mlship.canary.reconcile import Reconciler
 from mlship.canary.state import RolloutState, StateStore, StepRecord, VerdictRecord
 from mlship.config import Config
 from mlship.errors import RefusedError
@@ -54,6 +55,7 @@ class Controller:
         self.store = store or StateStore()
         self.publisher = publisher
         self.clock = clock
+        self.reconciler = Reconciler(backend)
 
     # --- queries --------------------------------------------------------------------------------
     def status(self) -> RolloutState | None:
@@ -129,6 +131,7 @@ class Controller:
                 ],
             )
             self._save(state, event="start", detail={"forced": forced})
+            self.reconciler.watching = state.rollout_id
             return state
 
     # --- one analysis step ----------------------------------------------------------------------
@@ -137,24 +140,39 @@ class Controller:
         with self.store.locked():
             state = self.active()
             now = self.clock()
+            held = self.reconciler.reconcile(state, now)  # the routing made the rollout's, or why not
+            if held is not None:
+                return state, self._act(state, held, now)
             try:
                 obs = self.analyzer.observe(state, now)
                 verdict = judge(obs, self.config.canary, self.config.gate)
             except PrometheusUnavailable as exc:
                 verdict = self._no_data_verdict(state, now, str(exc))
             verdict = self._require_canary(state, verdict)
-            self._record_verdict(state, verdict, now)
+            return state, self._act(state, verdict, now)
+
+    def _act(self, state: RolloutState, verdict: Verdict, now: float) -> Verdict:
+        """Record ``verdict`` and apply it; a routing change the backend refuses pauses the rollout."""
+        self._record_verdict(state, verdict, now)
+        try:
             if verdict.decision == "rollback":
                 self._rollback(state, verdict.reason, now)
             elif verdict.decision == "advance":
                 self._advance(state, verdict.reason, now)
             else:
                 self._save(state)
-            return state, verdict
+        except Exception as exc:  # nothing was recorded as done; the next tick reconciles
+            self.reconciler.transition_failed(state, verdict, exc, now)
+            self._save(state)
+        return verdict
 
     def _require_canary(self, state: RolloutState, verdict: Verdict) -> Verdict:
         """A canary that is no longer running is rolled back, whatever its past numbers said."""
-        if verdict.decision == "rollback" or self.backend.routing().canary_version == state.canary_version:
+        try:
+            running = self.backend.routing().canary_version == state.canary_version
+        except Exception:  # unreadable since this tick's reconciliation: the next tick pauses
+            running = True
+        if verdict.decision == "rollback" or running:
             return verdict
         reason = f"rollback: the canary {state.canary_version} is not running any more"
         return Verdict("rollback", reason, {**verdict.evidence, "triggered_by": ["canary down"]})

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mlship import names
 from mlship.canary.state import RolloutState
 
 PHASES = ("shadow", "progressing", "promoted", "rolled_back")
 DECISIONS = ("wait", "advance", "rollback")
+DIFFERENCE_RESULTS = ("repaired", "failed")
 FILE_NAME = "mlship_canary.prom"
 
 
@@ -42,6 +44,18 @@ def render(state: RolloutState) -> str:
         "# HELP mlship_canary_rollout_active 1 while a rollout is in shadow or progressing.",
         "# TYPE mlship_canary_rollout_active gauge",
         f"mlship_canary_rollout_active{{{labels}}} {int(state.active)}",
+        f"# HELP {names.METRIC_CANARY_ROUTING_DIFFERENCES} Differences found between the rollout and the "
+        "routing in effect, by result (repaired, or failed: the rollout paused).",
+        f"# TYPE {names.METRIC_CANARY_ROUTING_DIFFERENCES} counter",
+        *(
+            f'{names.METRIC_CANARY_ROUTING_DIFFERENCES}{{{labels},result="{r}"}} '
+            f"{state.routing_differences.get(r, 0)}"
+            for r in DIFFERENCE_RESULTS
+        ),
+        f"# HELP {names.METRIC_CANARY_ROUTING_IN_SYNC} 1 while the routing in effect is the rollout's, "
+        "0 while the rollout is paused because it could not be read or repaired.",
+        f"# TYPE {names.METRIC_CANARY_ROUTING_IN_SYNC} gauge",
+        f"{names.METRIC_CANARY_ROUTING_IN_SYNC}{{{labels}}} {int(not state.paused)}",
     ]
     return "\n".join(lines) + "\n"
 

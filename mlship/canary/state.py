@@ -23,6 +23,8 @@ from mlship.paths import state_dir
 Phase = Literal["shadow", "progressing", "promoted", "rolled_back"]
 ACTIVE_PHASES = ("shadow", "progressing")
 Decision = Literal["wait", "advance", "rollback"]
+# Reconciliations kept in the state file (a router flapping every tick must not grow it without end).
+MAX_RECONCILIATIONS = 50
 
 
 class VerdictRecord(BaseModel):
@@ -42,6 +44,31 @@ class StepRecord(BaseModel):
     started_at: float
     ended_at: float | None = None
     outcome: Literal["advanced", "rolled_back", "promoted", "running"] = "running"
+
+
+class RoutingRecord(BaseModel):
+    """Where traffic goes: what a rollout wants, or what the router / the route was found doing."""
+
+    model_config = ConfigDict(extra="forbid")
+    stable_version: str | None
+    canary_version: str | None
+    weight: int = Field(ge=0, le=100, description="canary share of user traffic, percent")
+    shadow: bool = Field(description="the canary receives a mirrored copy of stable traffic")
+
+
+class Reconciliation(BaseModel):
+    """One difference between the rollout and the routing in effect, and what was done about it."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: float
+    by: Literal["runner", "local up"] = Field(description="who found it: a controller tick, or `local up`")
+    desired: RoutingRecord
+    actual: RoutingRecord | None = Field(description="the routing found; null when it could not be read")
+    found: str = Field(description="the difference, in words")
+    action: str = Field(description="what was done about it")
+    result: Literal["repaired", "failed", "resumed"] = Field(
+        description="repaired, failed (the rollout pauses), or resumed (a pause ended without a repair)"
+    )
 
 
 class RolloutState(BaseModel):
@@ -64,13 +91,27 @@ class RolloutState(BaseModel):
     )
     started_at: float
     analysis_started_at: float = Field(description="start of the current analysis window (shadow or traffic)")
-    step_started_at: float
+    step_started_at: float = Field(
+        description=(
+            "start of the current step's evidence window: when the step opened, or the last repair of "
+            "the routing (evidence gathered before a repair does not count toward the step)"
+        )
+    )
     updated_at: float
     finished_at: float | None = None
     reason: str = Field("", description="why the rollout is in its phase (for terminal phases)")
     last_verdict: VerdictRecord | None = None
     verdict_counts: dict[str, int] = Field(default_factory=dict)
     history: list[StepRecord] = Field(default_factory=list)
+    paused: str = Field(
+        "", description="why the rollout is paused (routing it cannot read or repair); empty when not"
+    )
+    routing_differences: dict[str, int] = Field(
+        default_factory=dict, description="differences between rollout and routing found, by result"
+    )
+    reconciliations: list[Reconciliation] = Field(
+        default_factory=list, description=f"the last {MAX_RECONCILIATIONS} differences found, oldest first"
+    )
 
     @property
     def active(self) -> bool:

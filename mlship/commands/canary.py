@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,8 @@ from mlship.promclient import Prometheus
 app = typer.Typer(help="Canary releases: shadow, step, judge, promote or roll back.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
+# Reconciliations `canary status` lists (the state keeps more; `status --json` prints them all).
+STATUS_RECONCILIATIONS = 10
 
 EnvOption = Annotated[
     str | None,
@@ -136,7 +139,7 @@ def status(
     if state is None:
         console.print("no rollout yet")
         return
-    console.print(_panel(state, None))
+    console.print(_panel(state, None, history=STATUS_RECONCILIATIONS))
 
 
 @app.command()
@@ -289,12 +292,14 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _panel(state: RolloutState, verdict: Verdict | None) -> Panel:
+def _panel(state: RolloutState, verdict: Verdict | None, *, history: int = 3) -> Panel:
     head = Table.grid(padding=(0, 2))
     step = "shadow" if state.step_index < 0 else f"{state.step_index + 1}/{len(state.steps)}"
     head.add_row("rollout", state.rollout_id, "phase", state.phase)
     head.add_row("stable", state.stable_version, "canary", state.canary_version)
     head.add_row("step", step, "weight", f"{state.weight}%")
+    if state.paused:
+        head.add_row("[bold yellow]paused[/]", state.paused)
     last = verdict.to_dict() if verdict else (state.last_verdict.model_dump() if state.last_verdict else None)
     parts: list[Any] = [head]
     if last:
@@ -306,4 +311,23 @@ def _panel(state: RolloutState, verdict: Verdict | None) -> Panel:
         if verdict is not None:
             parts.append(_verdict_table(verdict))
         parts.append(f"[bold]{last['decision']}[/]: {last['reason']}")
+    parts.append(_reconciliations(state, last=history))
     return Panel(Group(*parts), title="mlship canary", title_align="left")
+
+
+def _reconciliations(state: RolloutState, *, last: int) -> Table | str:
+    """The rollout's reconciliation history: when, what was found, what was done."""
+    records = state.reconciliations[-last:]
+    counts = ", ".join(f"{n} {result}" for result, n in sorted(state.routing_differences.items()))
+    if not records:
+        return "routing: no difference from the rollout found"
+    table = Table(
+        title=f"routing reconciliations ({counts or 'none'}; last {len(records)})", title_justify="left"
+    )
+    for col in ("when (UTC)", "by", "found", "done", "result"):
+        table.add_column(col, overflow="fold")
+    styles = {"repaired": "green", "failed": "red", "resumed": "cyan"}
+    for r in records:
+        when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(when, r.by, r.found, r.action, f"[{styles[r.result]}]{r.result}[/]")
+    return table

@@ -30,14 +30,24 @@ def up(
 ) -> None:
     """Start (or complete) the local environment; running twice is harmless.
 
-    A --model must be blessed by the quality gate (`mlship model validate`), unless --force.
+    A --model must be blessed by the quality gate (`mlship model validate`), unless --force. With a canary
+    rollout active, its canary and routing (weights, mirroring) are restored too, whatever restarted.
     """
+    from mlship.canary.backends.local import local_up
+
     env = LocalEnvironment(load_config())
-    statuses = env.up(model, force=force)
-    stable = next(s for s in statuses if s.name == "stable")
+    restored = local_up(env, model, force=force)
+    stable = next(s for s in restored.statuses if s.name == "stable")
     if stable.version:
         Releases.load().record(stable.version, "initial")
     _print(env)
+    if restored.rollout is not None:
+        rollout = restored.rollout
+        where = "shadow (mirrored traffic)" if rollout.phase == "shadow" else f"{rollout.weight}% of traffic"
+        console.print(f"rollout {rollout.rollout_id} active: canary {rollout.canary_version} at {where}")
+        if restored.record is not None:
+            console.print(f"restored: found {restored.record.found}; {restored.record.result}")
+        console.print(f"resume it with `mlship canary run {rollout.canary_version}`")
 
 
 @app.command()

@@ -52,6 +52,15 @@ class ComponentStatus:
     log: str | None
 
 
+@dataclass(frozen=True)
+class CanaryTarget:
+    """The canary an active rollout runs and its routing (``up`` restores them, whatever restarted)."""
+
+    version: str
+    weight: int  # percent of user traffic
+    shadow: bool  # the stable servers mirror requests to it
+
+
 PORT_KEYS = (
     "proxy_port",
     "router_metrics_port",
@@ -175,11 +184,19 @@ class LocalEnvironment:
             registry.resolve(self.config.model.name, stable_version)
 
     # --- up / down -------------------------------------------------------------------------------
-    def up(self, stable_version: str | None = None, *, force: bool = False) -> list[ComponentStatus]:
+    def up(
+        self,
+        stable_version: str | None = None,
+        *,
+        canary: CanaryTarget | None = None,
+        force: bool = False,
+    ) -> list[ComponentStatus]:
         """Start whatever is not running (also a stable server that died): idempotent.
 
         An explicit ``stable_version`` must be blessed by the quality gate (Infra 4) unless ``force``; a
         forced start is recorded in the release history with what the model lacked.
+        ``canary``: the canary of an active rollout, started if it is not running, with the router's
+        weights and the mirroring set as it says (a router starting afresh starts with them).
         """
         state = self.load()
         self._require_router_slots(state)
@@ -199,12 +216,23 @@ class LocalEnvironment:
             forced = approval.require(record, action=f"serving {version} as stable", force=force)
         for d in (self.logs, self.rules_dir, self.targets_dir, self.textfile_dir):
             d.mkdir(parents=True, exist_ok=True)
-        if current is None:
+        if current is None and canary is None:
             self.shadow_file.unlink(missing_ok=True)
-        for slot in self.stable_slots():
-            if self.running(slot) is None:
-                self.start_server(slot, version)
-        self._start_router()
+        missing = {slot: version for slot in self.stable_slots() if self.running(slot) is None}
+        if canary is not None:
+            running = self.running(names.ROLE_CANARY)
+            if running is None:
+                missing[names.ROLE_CANARY] = canary.version
+            elif running.version != canary.version:
+                raise RefusedError(
+                    f"a canary server runs {running.version} but the active rollout releases "
+                    f"{canary.version}: `mlship canary rollback`, then `mlship local up`"
+                )
+        if missing:
+            self.start_servers(missing)
+        self._start_router(canary)
+        if canary is not None:
+            self._route(canary)
         self._start_node_exporter()
         self._start_prometheus()
         if forced:
@@ -256,13 +284,52 @@ class LocalEnvironment:
     # --- model servers ---------------------------------------------------------------------------
     def start_server(self, slot: str, version: str) -> Component:
         """Start `bentoml serve` for ``version`` in ``slot`` and wait until /readyz says ready."""
-        record = registry.resolve(self.config.model.name, version)
-        role = names.role_of(slot)
+        return self.start_servers({slot: version})[slot]
+
+    def start_servers(self, wanted: dict[str, str]) -> dict[str, Component]:
+        """Start model servers (slot -> version) together, then wait until each is ready.
+
+        After a reboot every server starts at once: recovery takes the slowest start, not the sum.
+        A server that does not become ready is stopped and forgotten; the others are kept.
+        """
         state = self.load()
-        if self.running(slot, state):
-            raise RefusedError(f"a {slot} server is already running; stop it first")
-        port = self.server_port(slot)
-        require_port(port, f"{slot} model server", _port_key(slot))
+        for slot in wanted:
+            if self.running(slot, state):
+                raise RefusedError(f"a {slot} server is already running; stop it first")
+            require_port(self.server_port(slot), f"{slot} model server", _port_key(slot))
+        records = {slot: registry.resolve(self.config.model.name, v) for slot, v in wanted.items()}
+        what = ", ".join(f"{s} {r.version} on 127.0.0.1:{self.server_port(s)}" for s, r in records.items())
+        started: dict[str, Component] = {}
+        failures: list[EnvironmentNotReady] = []
+        with status(f"starting model servers: {what}"):
+            spawned = {
+                slot: self._spawn_component(
+                    slot,
+                    *self._server_command(slot, record),
+                    argv0="service:ModelService",
+                    port=self.server_port(slot),
+                    version=record.version,
+                )
+                for slot, record in records.items()
+            }
+            for slot, comp in spawned.items():
+                try:
+                    started[slot] = self._await_component(
+                        slot,
+                        comp,
+                        ready_url=f"{self.server_url(slot)}/readyz",
+                        timeout=self.config.local.start_timeout_s,
+                        what=f"{slot} model server",
+                    )
+                except EnvironmentNotReady as exc:
+                    failures.append(exc)
+        self._write_targets(self.load())
+        if failures:
+            raise failures[0]
+        return started
+
+    def _server_command(self, slot: str, record: registry.ModelRecord) -> tuple[list[str], dict[str, str]]:
+        """`bentoml serve` of bento/service.py for ``slot``, and its environment."""
         bentoml = Path(sys.executable).with_name("bentoml")
         argv = [
             str(bentoml),
@@ -271,10 +338,11 @@ class LocalEnvironment:
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            str(self.server_port(slot)),
             "--working-dir",
             str(project_root() / "bento"),
         ]
+        role = names.role_of(slot)
         env = {
             "BENTOML_HOME": str(self._server_home(slot)),
             "BENTOML_DO_NOT_TRACK": "True",
@@ -285,20 +353,7 @@ class LocalEnvironment:
         }
         if role == names.ROLE_STABLE:
             env["MLSHIP_SHADOW_FILE"] = str(self.shadow_file)
-        with status(f"starting {slot} model server {record.version} on 127.0.0.1:{port}"):
-            comp = self._start_component(
-                slot,
-                argv,
-                env=env,
-                argv0="service:ModelService",
-                port=port,
-                version=record.version,
-                ready_url=f"{self.server_url(slot)}/readyz",
-                timeout=self.config.local.start_timeout_s,
-                what=f"{slot} model server",
-            )
-        self._write_targets(self.load())
-        return comp
+        return argv, env
 
     def _start_component(
         self,
@@ -319,16 +374,35 @@ class LocalEnvironment:
         pid is never mistaken for it). A component that does not become ready is stopped and forgotten,
         so the state file never names a process that is not serving.
         """
+        comp = self._spawn_component(name, argv, env, argv0=argv0, port=port, version=version)
+        return self._await_component(name, comp, ready_url=ready_url, timeout=timeout, what=what)
+
+    def _spawn_component(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None,
+        *,
+        argv0: str,
+        port: int,
+        version: str | None = None,
+    ) -> Component:
         log = self.logs / f"{name}.log"
         proc = spawn(name, argv, log=log, env=env)
         comp = Component(pid=proc.pid, log=str(log), argv0=argv0, port=port, version=version)
         state = self.load()
         state.components[name] = comp
         state.save(self.state_file)
+        return comp
+
+    def _await_component(
+        self, name: str, comp: Component, *, ready_url: str, timeout: float, what: str
+    ) -> Component:
+        log = Path(comp.log)
         try:
-            wait_until(lambda: _http_ok(ready_url), timeout=timeout, what=what, pid=proc.pid, log=log)
+            wait_until(lambda: _http_ok(ready_url), timeout=timeout, what=what, pid=comp.pid, log=log)
         except EnvironmentNotReady:
-            stop(proc.pid)
+            stop(comp.pid)
             state = self.load()
             state.components.pop(name, None)
             state.save(self.state_file)
@@ -380,16 +454,33 @@ class LocalEnvironment:
         )
         tmp.replace(self.shadow_file)
 
+    # --- canary of an active rollout ------------------------------------------------------------------
+    def _route(self, canary: CanaryTarget) -> None:
+        """Weights and mirroring as ``canary`` says, on a running router (runtime API, no reload)."""
+        router = self.router()
+        server = router.servers().get(names.ROLE_CANARY)
+        if server is not None and server.admin_maint:
+            router.set_state(names.ROLE_CANARY, "ready")
+        router.set_weights(canary.weight, self.stable_slots())
+        self.set_shadow(canary.version if canary.shadow else None)
+
     # --- router ------------------------------------------------------------------------------------
-    def _start_router(self) -> None:
+    def _start_router(self, canary: CanaryTarget | None = None) -> None:
         state = self.load()
         if self.running("router", state):
             return
+        # The weights `RuntimeApi.set_weights` would set: a router restarted mid-rollout routes the
+        # rollout's share to the canary from its first request.
+        percent = canary.weight if canary is not None else 0
+        stable_slots = self.stable_slots()
         text = haproxy.render_config(
             self.config.local,
             socket_path=self.haproxy_sock,
             servers={slot: self.server_port(slot) for slot in self.slots()},
-            weights={**dict.fromkeys(self.stable_slots(), 100), names.ROLE_CANARY: 0},
+            weights={
+                **dict.fromkeys(stable_slots, 100 - percent),
+                names.ROLE_CANARY: percent * len(stable_slots),
+            },
             state_file=self.haproxy_state,
         )
         self.haproxy_state.unlink(missing_ok=True)  # a fresh router starts from the file's weights

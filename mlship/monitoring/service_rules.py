@@ -133,11 +133,58 @@ def canary_alerts(config: Config, n: Names = NAMES, limits: Limits = LIMITS) -> 
     ]
 
 
+# A rollout's series carry these labels (mlship/canary/publish.py).
+ROLLOUT = ("canary_version", "stable_version")
+_ROUTER = f'job="{names.JOB_ROUTER}", proxy="{names.HAPROXY_BACKEND}"'
+
+
+def _serving_weight(*matchers: str) -> str:
+    """Router weight of the servers that take traffic now (health check UP, not in maintenance)."""
+    weight = q.sel(names.METRIC_ROUTER_WEIGHT, _ROUTER, *matchers)
+    up = q.sel(names.METRIC_ROUTER_STATUS, _ROUTER, 'state="UP"')
+    return f"sum({weight} * on (instance, proxy, server) {up})"
+
+
+def routing_alert() -> Alert:
+    """Desired and actual routing of an active rollout differ for more than a minute.
+
+    Two views, so that neither a dead runner nor a backend without router metrics hides it:
+    - locally, the weight the rollout says (the runner's last published state, which outlives the
+      runner in the textfile collector) against the canary's share of the router's serving weights;
+    - wherever the runner's metrics are collected, its own verdict: paused because it could not
+      read or repair the routing (a runner driving a Kubernetes stack does not publish them yet).
+    """
+    desired = f"max {q.by(ROLLOUT)} ({METRIC_CANARY_WEIGHT})"
+    canary = f'server="{names.ROLE_CANARY}"'
+    router_share = f"100 * {_serving_weight(canary)}\n  / {_serving_weight()}"
+    in_sync = f"max {q.by(ROLLOUT)} ({names.METRIC_CANARY_ROUTING_IN_SYNC})"
+    active = f"max {q.by(ROLLOUT)} ({METRIC_CANARY_ACTIVE})"
+    return Alert(
+        name="CanaryRoutingDiverged",
+        expr=(
+            f"(\n  abs({desired}\n  - on () group_left ()\n  ({router_share})) > 0.5\n"
+            f"  or\n  {in_sync} == 0\n)\nand {q.on(ROLLOUT)}\n({active} == 1)"
+        ),
+        for_="1m",
+        severity="ticket",
+        summary="Rollout {{ $labels.canary_version }}: the routing in effect is not what the rollout says",
+        description=(
+            "For more than a minute the routing in effect (router weights and health, or the route the "
+            "runner reads) has differed from what rollout {{ $labels.canary_version }} (stable "
+            "{{ $labels.stable_version }}) says, and nothing has repaired it: the runner is not running, "
+            "or it is paused because it cannot read or repair the routing. The step's evidence is not "
+            "what the rollout believes it is."
+        ),
+        signals=(desired, router_share, names.METRIC_CANARY_ROUTING_IN_SYNC),
+    )
+
+
 def runner_alerts(config: Config) -> list[Alert]:
     """From the canary runner's own metrics (published where the runner can be scraped)."""
     limit = 2 * config.canary.max_step_seconds
     in_step = f"time() - {METRIC_CANARY_STEP_STARTED}"
     return [
+        routing_alert(),
         Alert(
             name="CanaryRunnerStalled",
             expr=f"{in_step} > {q.number(limit)}\nand\n{METRIC_CANARY_ACTIVE} == 1",
@@ -151,7 +198,7 @@ def runner_alerts(config: Config) -> list[Alert]:
                 "stopped or hangs."
             ),
             signals=(in_step, METRIC_CANARY_ACTIVE),
-        )
+        ),
     ]
 
 

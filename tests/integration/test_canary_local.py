@@ -12,11 +12,14 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from typer.testing import CliRunner
 
+from devtools.reliability import recovery
 from mlship.canary import timeline
 from mlship.canary.backends.local import LocalBackend, local_controller
 from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
+from mlship.cli import app
 from mlship.config import CanaryConfig, Config
 from mlship.errors import MlshipError, RefusedError
 from mlship.local.processes import alive, kill_tree
@@ -28,6 +31,10 @@ pytestmark = pytest.mark.integration
 FAST = CanaryConfig(
     steps=[25, 100], min_samples=150, max_step_seconds=240, poll_seconds=1.0, shadow_samples=150
 )
+# Issue 16's rollout: 10% first. Few samples per step: the sequence matters, not the statistics. The
+# candidate's predictions differ from the baseline's by a PSI of 0.2-0.4 on 40 samples, which would
+# hold the step for tens of seconds (as in devtools/reliability/recovery.py, the limit is relaxed).
+ISSUE_16 = FAST.model_copy(update={"steps": [10, 100], "min_samples": 40, "prediction_psi_limit": 5.0})
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +254,78 @@ def test_promoting_or_restoring_an_unblessed_model_is_refused_unless_forced_and_
         controller.rollback_to_previous()
     assert backend.routing().stable_version == stable
     assert Releases.load().history[-1].version == stable, "a refusal records nothing"
+
+
+def test_runner_and_router_killed_mid_rollout_the_rollout_is_restored_and_promoted(
+    canary_env, controller, models, tmp_path, monkeypatch
+):
+    """Issue 16, exactly: a rollout at 10% under traffic; the runner (`mlship canary run`) SIGKILLed,
+    then HAProxy (master and worker); `mlship local up`; `mlship canary run` resumes.
+
+    Before level-triggered control the router came back with the canary at 0% while the state said 10%,
+    the step's samples stalled and the rollout could only time out into a rollback of a good version.
+    A watcher reads the state and the router's routing together under the rollout's lock 4 times a
+    second: from `local up` on, every sample must match; the good version must be promoted.
+    Then the issue's world for the runner: before it resumes, the canary's weight is set to 0 behind
+    the rollout's back (what `local up` used to leave); the runner's first tick must put 10% back,
+    record it and count the step from there.
+    The runner is a real `mlship canary run` process; `local up` and `status` run the CLI in this
+    process (the same command code, without another interpreter start-up).
+    """
+    env = canary_env.env
+    config = Config(local=canary_env.config.local, canary=ISSUE_16)
+    project = recovery.project_for(env, config, tmp_path / "project")
+    monkeypatch.chdir(project)  # where `mlship` finds the mlship.yaml pointing at this environment
+    cli = CliRunner()
+    candidate = models["candidate"].version
+    runners = [recovery.Runner(project, candidate)]
+    try:
+        with recovery.RoutingWatch(env) as watch:
+            at_10 = recovery.wait_rollout(recovery.mid_step)
+            assert (at_10.weight, LocalBackend(env).routing().weight) == (10, 10)
+            runners[0].kill()
+            router = env.running("router")
+            killed_at = time.time()
+            killed = recovery.kill_component(env, "router")
+            assert len(killed) >= 2 and not any(alive(pid) for pid in killed)  # master and worker
+            # The watcher sees the world differ from the rollout (not a watch that cannot fail).
+            assert "unreadable" in watch.wait_for_difference(killed_at).difference
+            up = cli.invoke(app, ["local", "up"])
+            assert up.exit_code == 0, up.output
+            assert "restored" in up.output and f"mlship canary run {candidate}" in up.output
+            recovered_at = time.time()
+            assert env.running("router").pid != router.pid
+            assert LocalBackend(env).routing().weight == 10  # restored before any runner runs
+            failures = user_failures(canary_env)
+            time.sleep(1)
+            edited_at = time.time()
+            env.router().set_weights(0, env.stable_slots())  # `set weight model/canary 0`, by hand
+            runners.append(recovery.Runner(project, candidate))
+            code = runners[-1].wait(timeout=240)
+        assert code == 0, runners[-1].tail(10)
+    finally:
+        for runner in runners:
+            if runner.proc.poll() is None:
+                runner.kill()
+    state = StateStore().load()
+    assert state.phase == "promoted", state.reason
+    restored = [s for s in watch.after(recovered_at) if s.t < edited_at]
+    assert restored and all(s.in_sync for s in restored), [s.difference for s in restored]
+    assert user_failures(canary_env) == failures, traffic_summary(canary_env)  # none lost once back
+    (record,) = [r for r in state.reconciliations if r.by == "local up"]
+    assert record.result == "repaired" and record.found.startswith("routing unreadable")
+    assert (record.desired.weight, record.desired.canary_version) == (10, candidate)
+    (repair,) = [r for r in state.reconciliations if r.by == "runner"]
+    assert (repair.result, repair.found) == ("repaired", "canary weight 0% (rollout: 10%)")
+    assert repair.at > edited_at and "step evidence restarted" in repair.action
+    after = watch.after(repair.at)  # from the runner's repair on: the rollout's routing at every sample
+    assert len(after) > 20 and all(s.in_sync for s in after), watch.differences_after(repair.at)
+    assert [s.outcome for s in state.history] == ["advanced", "promoted"]
+    # The step's evidence restarted at the repair: the resumed runner counted the 10% step from there.
+    decisions = [d for d in timeline.read(timeline.decision_log()) if d.get("rollout_id") == state.rollout_id]
+    advance = next(d for d in decisions if d.get("decision") == "advance")
+    assert advance["evidence"]["step_elapsed_s"] == pytest.approx(advance["at"] - repair.at, abs=1.0)
+    status = cli.invoke(app, ["canary", "status"])
+    assert "routing reconciliations (2 repaired; last 2)" in status.output, status.output
+    assert "local up" in status.output and "runner" in status.output
+    controller.rollback_to_previous()

@@ -9,14 +9,17 @@ receiving server to be ready, so no request is sent to a server that cannot answ
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from mlship import names
+from mlship.canary import reconcile
 from mlship.canary.backend import Routing
 from mlship.canary.controller import Controller
 from mlship.canary.publish import TextfilePublisher
+from mlship.canary.state import Reconciliation, RolloutState, StateStore
 from mlship.config import Config
 from mlship.errors import RefusedError
-from mlship.local.environment import LocalEnvironment
+from mlship.local.environment import CanaryTarget, ComponentStatus, LocalEnvironment
 from mlship.local.processes import wait_until
 from mlship.promclient import Prometheus
 
@@ -53,10 +56,15 @@ class LocalBackend:
         )
 
     def deploy_canary(self, version: str, *, shadow: bool) -> None:
+        """Idempotent for the version already running: it keeps running, at 0% (as on Kubernetes)."""
         self._require_router()
         router = self.env.router()
+        running = self.env.running(names.ROLE_CANARY)
+        if running is not None and running.version != version:
+            raise RefusedError(f"canary {running.version} is running: promote or roll it back first")
         router.set_weights(0, self.env.stable_slots())
-        self.env.start_server(names.ROLE_CANARY, version)
+        if running is None:
+            self.env.start_server(names.ROLE_CANARY, version)
         router.set_state(names.ROLE_CANARY, "ready")
         self._wait_operational(names.ROLE_CANARY)
         self.env.set_shadow(version if shadow else None)
@@ -66,7 +74,10 @@ class LocalBackend:
         if weight > 0 and self.env.running(names.ROLE_CANARY) is None:
             raise RefusedError("no canary server is running")
         self.env.set_shadow(None)
-        self.env.router().set_weights(weight, self.env.stable_slots())
+        router = self.env.router()
+        if weight > 0 and (server := router.servers().get(names.ROLE_CANARY)) and server.admin_maint:
+            router.set_state(names.ROLE_CANARY, "ready")  # a weight on a server in maintenance routes nothing
+        router.set_weights(weight, self.env.stable_slots())
 
     def promote(self) -> None:
         self._require_router()
@@ -143,3 +154,72 @@ def local_controller(
         env_name="local",
         publisher=TextfilePublisher(env.textfile_dir),
     )
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What `mlship local up` did: the components, and the rollout whose routing it restored."""
+
+    statuses: list[ComponentStatus]
+    rollout: RolloutState | None  # the active rollout on this environment, if any
+    record: Reconciliation | None  # the difference found and repaired; None if there was none
+
+
+def local_up(env: LocalEnvironment, stable_version: str | None = None, *, force: bool = False) -> Restored:
+    """`mlship local up`: start what is missing; with an active rollout, restore its canary and routing.
+
+    Runs under the rollout's state lock, so a runner's tick never sees the environment half restored.
+    Whatever restarted (the router with its default weights, the canary, the stable server that
+    mirrors in the shadow phase, or all of them after a reboot), the routing ends as the rollout says;
+    a difference found is recorded in the rollout's reconciliation history and restarts the current
+    step's evidence window, as a runner's repair would.
+    """
+    store = StateStore()
+    with store.locked():
+        state = store.load()
+        if state is None or not state.active or state.env != "local":
+            return Restored(env.up(stable_version, force=force), None, None)
+        if stable_version and not state.stable_version.endswith(stable_version.split(":")[-1]):
+            raise RefusedError(
+                f"a rollout of {state.canary_version} over stable {state.stable_version} is active: "
+                f"`mlship local up` restores it; finish it (`mlship canary run {state.canary_version}`) "
+                "or `mlship canary rollback` before serving another stable version"
+            )
+        desired = reconcile.desired_routing(state)
+        if desired.canary_version is None:  # a rollback is pending: the runner completes it
+            return Restored(env.up(state.stable_version), state, None)
+        backend = LocalBackend(env)
+        try:
+            before: Routing | None = backend.routing()
+            unreadable = ""
+        except Exception as exc:  # router or stable server not running: they are started below
+            before, unreadable = None, reconcile.one_line(exc)
+        target = CanaryTarget(desired.canary_version, desired.weight, desired.shadow)
+        statuses = env.up(state.stable_version, canary=target)
+        if before == desired:
+            return Restored(statuses, state, None)
+        after = backend.routing()
+        repaired = after == desired
+        found = (
+            reconcile.describe(desired, before)
+            if before is not None
+            else f"routing unreadable ({unreadable})"
+        )
+        action = "started what was missing, restored the canary and its routing"
+        record = Reconciliation(
+            at=time.time(),
+            by="local up",
+            desired=reconcile.record_of(desired),
+            actual=reconcile.record_of(before) if before is not None else None,
+            found=found,
+            action=action
+            + ("; step evidence restarted" if repaired else f"; still {reconcile.describe(desired, after)}"),
+            result="repaired" if repaired else "failed",
+        )
+        reconcile.add_record(state, record)
+        if repaired:
+            state.step_started_at = time.time()
+            state.paused = ""
+        store.save(state)
+        TextfilePublisher(env.textfile_dir).publish(state)
+        return Restored(statuses, state, record)

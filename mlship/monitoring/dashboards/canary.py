@@ -75,6 +75,22 @@ def build(config: Config) -> dashboard.Dashboard:
         )
         .with_panel(
             graph(
+                "Routing reconciliations",
+                "Differences between what the rollout says and the routing in effect, repaired or "
+                "failed (the rollout pauses), and whether the routing is the rollout's now (1).",
+                [
+                    Query(
+                        f"sum by (namespace, result) "
+                        f"(increase({names.METRIC_CANARY_ROUTING_DIFFERENCES}[{RATE}]))",
+                        "{{result}}",
+                    ),
+                    Query(f"min by (namespace) ({names.METRIC_CANARY_ROUTING_IN_SYNC})", "in sync"),
+                ],
+                minimum=0,
+            )
+        )
+        .with_panel(
+            graph(
                 "Phase",
                 "1 for the rollout's current phase: shadow, progressing, promoted, rolled_back.",
                 [Query(f"max by (namespace, phase) ({METRIC_CANARY_PHASE}) == 1", "{{phase}}")],
