@@ -129,7 +129,7 @@ def test_one_failing_parametrisation_fails_the_file_and_its_own_selector(score, 
 
 
 def test_a_dirty_tree_scores_no_run_and_says_how_to_fix_it(score, project):
-    (project / "tests" / "test_delta.py").write_text("def test_alone():\n    assert True\n")
+    (project / "tests" / "test_delta.py").write_text("def test_alone():\n    assert 2 + 2 == 4\n")
     result = score(project)
     assert result.evidence.tree_problem.startswith(
         "the working tree has uncommitted changes (1 changed paths"
