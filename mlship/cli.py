@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-from mlship.errors import MlshipError
+from mlship.errors import ExitCode, MlshipError
 from mlship.paths import use_project_bentoml_home
 
 # (module under mlship.commands, sub-command name or None to add its commands at top level)
@@ -48,13 +49,27 @@ def _register() -> None:
 _register()
 
 
+def _fail(message: str, code: int) -> NoReturn:
+    # soft_wrap: the message stays one line whatever the terminal width (logs, CI, grep).
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
     """Entry point: MlshipError becomes one clear message and its exit code, never a traceback."""
     # BentoML reads BENTOML_HOME when first imported (lazily, inside commands): set it first.
-    use_project_bentoml_home()
+    try:
+        use_project_bentoml_home()
+    except OSError as exc:
+        _fail(
+            f"cannot use the state folder {exc.filename}: {exc.strerror}; "
+            "set MLSHIP_STATE_DIR to a writable folder",
+            ExitCode.NOT_READY,
+        )
     try:
         app()
     except MlshipError as exc:
-        # soft_wrap: the message stays one line whatever the terminal width (logs, CI, grep).
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        # A file or folder the command was pointed at: say which, in one line.
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), ExitCode.ERROR)

@@ -35,4 +35,12 @@ def project_root() -> Path:
     here = Path(__file__).resolve().parent.parent
     if (here / "bento").is_dir():
         return here
-    return Path.cwd()
+    # Installed from a wheel: bento/ and pulumi/ are not package data, the checkout holds them.
+    if (Path.cwd() / "bento").is_dir():
+        return Path.cwd()
+    from mlship.errors import EnvironmentNotReady
+
+    raise EnvironmentNotReady(
+        "this command needs the mlship checkout (its bento/ and pulumi/ folders): "
+        "run it from the checkout's root"
+    )

@@ -23,7 +23,7 @@ from mlship.canary.publish import TextfilePublisher
 from mlship.canary.reconcile import Reconciler
 from mlship.canary.state import RolloutState, StateStore, StepRecord, VerdictRecord
 from mlship.config import Config
-from mlship.errors import RefusedError
+from mlship.errors import ConfigError, RefusedError
 from mlship.model import approval, registry
 from mlship.model.releases import Releases
 from mlship.promclient import Prometheus, PrometheusUnavailable
@@ -80,7 +80,7 @@ class Controller:
         """Deploy ``version`` as the canary. Refused (nothing changed) if anything is not right."""
         steps = steps or list(self.config.canary.steps)
         if not steps or steps != sorted(set(steps)) or steps[-1] != 100 or steps[0] < 1:
-            raise RefusedError(f"steps must be strictly increasing percentages from 1 to 100, got {steps}")
+            raise ConfigError(f"steps must be strictly increasing percentages from 1 to 100, got {steps}")
         with self.store.locked():
             current = self.store.load()
             if current is not None and current.active:

@@ -344,7 +344,11 @@ def read_stack_file(path: Path) -> tuple[dict[str, Any], set[str]]:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
-        hint = f"stacks here: {', '.join(known)}" if known else "pass the Pulumi program with --program"
+        hint = (
+            f"stacks here: {', '.join(known)}"
+            if known
+            else "run from the mlship checkout, whose pulumi/ holds the stack files"
+        )
         raise ConfigError(f"{path}: stack file not found ({hint})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc

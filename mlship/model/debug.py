@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from mlship.errors import RefusedError
+from mlship.errors import MlshipError, RefusedError
 from mlship.model import features
 from mlship.model.checks.trees import trees
 
@@ -108,9 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("version", help="model version or tag")
     parser.add_argument("--row", required=True, help="one input row as JSON")
     args = parser.parse_args(argv)
-    use_project_bentoml_home()
-    tag = args.version if ":" in args.version else f"{load_config().model.name}:{args.version}"
-    print(json.dumps(asdict(trace_record(tag, json.loads(args.row))), indent=2))
+    try:
+        row = json.loads(args.row)
+    except ValueError as exc:
+        parser.error(f"--row is not valid JSON ({exc}): pass one input row as a JSON object")
+    try:
+        use_project_bentoml_home()
+        tag = args.version if ":" in args.version else f"{load_config().model.name}:{args.version}"
+        print(json.dumps(asdict(trace_record(tag, row)), indent=2))
+    except MlshipError as exc:
+        # As the mlship CLI does: one line naming the next step, the error's own exit code.
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
     return 0
 
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlship.errors import EnvironmentNotReady, RefusedError
+from mlship.errors import ConfigError, EnvironmentNotReady, RefusedError
 from mlship.model import registry
 
 ARCHIVE_SUFFIX = ".bentomodel"
@@ -53,6 +53,8 @@ def export_model(record: registry.ModelRecord, directory: Path) -> Transferred:
 
     from mlship.build import record_checksum
 
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--out {directory} is a file: name a folder (it is created if missing)")
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / archive_name(record.tag)
     # BentoML reads the archive's format from its file name when importing: write it under its final name

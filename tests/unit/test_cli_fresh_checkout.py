@@ -132,3 +132,24 @@ def test_every_command_of_the_cli_is_walked():
         " ".join(path) for path in walk(get_command(app)) if not any(w[: len(path)] == path for w in walked)
     ]
     assert not missing, f"commands with no fresh-checkout case: {missing}"
+
+
+def test_a_state_folder_that_cannot_be_created_is_one_line_naming_the_variable(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    env = {**os.environ, "MLSHIP_STATE_DIR": str(blocker / "state"), "COLUMNS": "80"}
+    env.pop("BENTOML_HOME", None)
+    exe = Path(sys.executable).with_name("mlship")
+    result = subprocess.run(
+        [str(exe), "model", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == ExitCode.NOT_READY, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "MLSHIP_STATE_DIR" in result.stderr
