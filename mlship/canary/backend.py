@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# The route's paths (/predict, /predict_batch, ...) give the canary different shares: never a rollout's.
+MIXED_WEIGHTS = -1
+
 
 @dataclass(frozen=True)
 class Routing:
@@ -16,7 +19,7 @@ class Routing:
 
     stable_version: str | None
     canary_version: str | None
-    weight: int  # percent of user traffic on the canary, 0..100
+    weight: int  # percent of user traffic on the canary, 0..100; MIXED_WEIGHTS if the paths disagree
     shadow: bool  # canary receives a mirrored copy of stable traffic, answers never served
 
 

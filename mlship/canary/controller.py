@@ -65,6 +65,13 @@ class Controller:
         state = self.store.load()
         if state is None or not state.active:
             raise RefusedError("no canary rollout is running (start one with `mlship canary start VERSION`)")
+        if state.env != self.env_name:
+            # The state folder holds one rollout; driving it through another environment's routing
+            # would deploy its canary there.
+            raise RefusedError(
+                f"the active rollout of {state.canary_version} runs on `{state.env}`, not `{self.env_name}`: "
+                f"pass `--env {state.env}`, or finish it first"
+            )
         return state
 
     def analyze(self) -> Verdict:
@@ -217,6 +224,7 @@ class Controller:
 
     def _open_step(self, state: RolloutState, now: float) -> None:
         state.step_started_at = now
+        state.step_repairs = 0
         state.history.append(StepRecord(index=state.step_index, weight=state.weight, started_at=now))
 
     @staticmethod

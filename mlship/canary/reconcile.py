@@ -23,7 +23,9 @@ evidence window restarts when it is (nobody knew where traffic went in the meant
 A canary process found dead is restarted only if no runner of this process saw it die: a canary that
 dies while a runner watches is rolled back (``Controller._require_canary``), one found dead when a
 runner (re)starts may have died with the machine, so it gets another chance, at most
-``MAX_CANARY_RESTARTS`` times per rollout.
+``MAX_CANARY_RESTARTS`` times per rollout (``RolloutState.canary_restarts``, counted before each try,
+by a runner or `mlship local up`, so a canary that cannot start is rolled back, not retried forever).
+More than ``MAX_REPAIRS_PER_STEP`` repairs in one step mean another writer: the rollout pauses.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlship.canary import timeline
-from mlship.canary.backend import Routing, TrafficBackend
+from mlship.canary.backend import MIXED_WEIGHTS, Routing, TrafficBackend
 from mlship.canary.judge import Verdict
 from mlship.canary.state import (
     MAX_RECONCILIATIONS,
@@ -41,6 +43,9 @@ from mlship.canary.state import (
 )
 
 MAX_CANARY_RESTARTS = 2
+# Repairs in one step beyond which another writer is assumed (a second runner, automation resetting
+# weights): the rollout pauses instead of fighting it, and the stall alert can fire.
+MAX_REPAIRS_PER_STEP = 3
 RESTARTED_CANARY = "restarted the canary"
 
 
@@ -77,7 +82,9 @@ def describe(desired: Routing, actual: Routing) -> str:
     if actual.canary_version != desired.canary_version:
         found = f"canary {actual.canary_version}" if actual.canary_version else "no canary running"
         out.append(f"{found} (rollout: {desired.canary_version or 'none'})")
-    if actual.weight != desired.weight:
+    if actual.weight == MIXED_WEIGHTS:
+        out.append(f"the route's paths give the canary different shares (rollout: {desired.weight}% on each)")
+    elif actual.weight != desired.weight:
         out.append(f"canary weight {actual.weight}% (rollout: {desired.weight}%)")
     if actual.shadow != desired.shadow:
         out.append(
@@ -141,12 +148,12 @@ class Reconciler:
             why = "another canary version is deployed: remove it, or `mlship canary rollback`"
             return self._pause(state, now, desired, actual, found, "none", why)
         if actual.canary_version is None:
-            restarts = sum(1 for r in state.reconciliations if r.action.startswith(RESTARTED_CANARY))
+            restarts = state.canary_restarts
             if self.watching == state.rollout_id or restarts >= MAX_CANARY_RESTARTS:
                 why = (
                     "it stopped while this runner watched it"
                     if self.watching == state.rollout_id
-                    else f"it was found dead {restarts + 1} times"
+                    else f"it was found dead or failed to start {restarts + 1} times"
                 )
                 record = Reconciliation(
                     at=now,
@@ -159,7 +166,15 @@ class Reconciler:
                 )
                 add_record(state, record)
                 return None  # Controller._require_canary rolls it back
+        if state.step_repairs >= MAX_REPAIRS_PER_STEP:
+            why = (
+                f"repaired {state.step_repairs} times in this step, something else writes this routing "
+                "(another runner, automation): stop it; the rollout resumes when the routing is its own"
+            )
+            return self._pause(state, now, desired, actual, found, "none", why)
         action = self._plan(state, actual)
+        if actual.canary_version is None:
+            state.canary_restarts += 1  # counted before trying: a restart that fails counts too
         try:
             self._repair(state, actual)
             after = self.backend.routing()
@@ -180,6 +195,7 @@ class Reconciler:
             ),
         )
         state.step_started_at = now  # evidence from before the repair does not count
+        state.step_repairs += 1
         state.paused = ""
         self.watching = state.rollout_id
         return None
@@ -271,6 +287,7 @@ class Reconciler:
             ),
         )
         state.paused = ""
+        state.step_repairs = 0  # the routing came back to the rollout's by itself: the other writer stopped
         # Nobody knew where traffic went during the pause: the step's evidence comes from traffic
         # that followed a known routing (and the pause does not eat into max_step_seconds).
         state.step_started_at = now

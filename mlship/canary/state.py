@@ -52,7 +52,9 @@ class RoutingRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stable_version: str | None
     canary_version: str | None
-    weight: int = Field(ge=0, le=100, description="canary share of user traffic, percent")
+    weight: int = Field(
+        ge=-1, le=100, description="canary share of user traffic, percent; -1: the route's paths disagree"
+    )
     shadow: bool = Field(description="the canary receives a mirrored copy of stable traffic")
 
 
@@ -112,6 +114,12 @@ class RolloutState(BaseModel):
     reconciliations: list[Reconciliation] = Field(
         default_factory=list, description=f"the last {MAX_RECONCILIATIONS} differences found, oldest first"
     )
+    canary_restarts: int = Field(
+        0, ge=0, description="times the canary was found dead and restarted (by a runner or `local up`)"
+    )
+    step_repairs: int = Field(
+        0, ge=0, description="routing repairs in the current step (another writer fighting the rollout)"
+    )
 
     @property
     def active(self) -> bool:
@@ -140,8 +148,18 @@ class StateStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         state.updated_at = time.time()
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(state.model_dump_json(indent=2), encoding="utf-8")
+        # Written, flushed to disk, then renamed and the folder flushed: after a power cut the file is
+        # the old state or the new one, never empty or torn (the reboot case of the fault campaign).
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(state.model_dump_json(indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
         tmp.replace(self.path)
+        folder = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -17,6 +17,7 @@ app = typer.Typer(
     help="The local environment: BentoML servers behind HAProxy, Prometheus.", no_args_is_help=True
 )
 console = Console()
+err = Console(stderr=True)
 
 
 @app.command()
@@ -41,12 +42,14 @@ def up(
     if stable.version:
         Releases.load().record(stable.version, "initial")
     _print(env)
+    if restored.warning:
+        err.print(f"warning: the canary rollout was not restored: {restored.warning}", soft_wrap=True)
     if restored.rollout is not None:
         rollout = restored.rollout
         where = "shadow (mirrored traffic)" if rollout.phase == "shadow" else f"{rollout.weight}% of traffic"
         console.print(f"rollout {rollout.rollout_id} active: canary {rollout.canary_version} at {where}")
         if restored.record is not None:
-            console.print(f"restored: found {restored.record.found}; {restored.record.result}")
+            console.print(f"restored: found {restored.record.found}; {restored.record.action}")
         console.print(f"resume it with `mlship canary run {rollout.canary_version}`")
 
 

@@ -228,8 +228,16 @@ class LocalEnvironment:
                     f"a canary server runs {running.version} but the active rollout releases "
                     f"{canary.version}: `mlship canary rollback`, then `mlship local up`"
                 )
+        canary_failure: EnvironmentNotReady | None = None
         if missing:
-            self.start_servers(missing)
+            try:
+                self.start_servers(missing)
+            except EnvironmentNotReady as exc:
+                if canary is None or any(self.running(slot) is None for slot in self.stable_slots()):
+                    raise
+                # Only the canary failed: the router, the stable servers and Prometheus still start, with
+                # the canary at 0%, so the rollout can be rolled back or its runner can act on it.
+                canary_failure, canary = exc, None
         self._start_router(canary)
         if canary is not None:
             self._route(canary)
@@ -239,6 +247,8 @@ class LocalEnvironment:
             from mlship.model.releases import Releases
 
             Releases.load().record(version, "initial (forced)", forced=forced)
+        if canary_failure is not None:
+            raise canary_failure
         return self.status()
 
     def _require_router_slots(self, state: EnvState) -> None:

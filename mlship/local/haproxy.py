@@ -18,8 +18,10 @@ from mlship.config import LocalConfig
 from mlship.errors import MlshipError
 
 HAPROXY_MAX_WEIGHT = 256
-# srv_admin_state bits meaning maintenance: forced, inherited, configured, resolver, health-check.
+# srv_admin_state bits (HAProxy's include/haproxy/server-t.h, SRV_ADMF_*): maintenance forced, inherited,
+# configured, resolver, health-check; drain forced and inherited. A drained server takes no new request.
 MAINT_FLAGS = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
+DRAIN_FLAGS = 0x08 | 0x10
 
 
 class RouterError(MlshipError):
@@ -104,6 +106,12 @@ class ServerState:
     weight: int
     admin_maint: bool
     operational: bool
+    admin_drain: bool = False
+
+    @property
+    def takes_traffic(self) -> bool:
+        """Whether new requests can be sent to it by weight (not in maintenance, not drained)."""
+        return not self.admin_maint and not self.admin_drain
 
 
 class RuntimeApi:
@@ -170,6 +178,7 @@ class RuntimeApi:
                 weight=int(row["srv_uweight"]),
                 admin_maint=bool(int(row["srv_admin_state"]) & MAINT_FLAGS),
                 operational=row["srv_op_state"] == "2",
+                admin_drain=bool(int(row["srv_admin_state"]) & DRAIN_FLAGS),
             )
         return out
 

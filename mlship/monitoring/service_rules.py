@@ -148,22 +148,27 @@ def _serving_weight(*matchers: str) -> str:
 def routing_alert() -> Alert:
     """Desired and actual routing of an active rollout differ for more than a minute.
 
-    Two views, so that neither a dead runner nor a backend without router metrics hides it:
+    Three views, so that neither a dead runner, a dead router nor a backend without router metrics hides it:
     - locally, the weight the rollout says (the runner's last published state, which outlives the
       runner in the textfile collector) against the canary's share of the router's serving weights;
     - wherever the runner's metrics are collected, its own verdict: paused because it could not
-      read or repair the routing (a runner driving a Kubernetes stack does not publish them yet).
+      read or repair the routing (a runner driving a Kubernetes stack does not publish them yet);
+    - the router not up while a rollout is active (locally; the rollout's metrics exist only there).
     """
     desired = f"max {q.by(ROLLOUT)} ({METRIC_CANARY_WEIGHT})"
     canary = f'server="{names.ROLE_CANARY}"'
     router_share = f"100 * {_serving_weight(canary)}\n  / {_serving_weight()}"
     in_sync = f"max {q.by(ROLLOUT)} ({names.METRIC_CANARY_ROUTING_IN_SYNC})"
     active = f"max {q.by(ROLLOUT)} ({METRIC_CANARY_ACTIVE})"
+    router_up = q.sel("up", f'job="{names.JOB_ROUTER}"')
     return Alert(
         name="CanaryRoutingDiverged",
         expr=(
             f"(\n  abs({desired}\n  - on () group_left ()\n  ({router_share})) > 0.5\n"
-            f"  or\n  {in_sync} == 0\n)\nand {q.on(ROLLOUT)}\n({active} == 1)"
+            f"  or\n  {in_sync} == 0\n)\nand {q.on(ROLLOUT)}\n({active} == 1)\n"
+            # The router itself down (or never scraped): its weights are gone, so the comparison above
+            # has nothing to compare; a rollout is active and no user traffic flows as it says.
+            f"or\n({active} == 1)\nunless on () ({router_up} == 1)"
         ),
         for_="1m",
         severity="ticket",

@@ -24,6 +24,7 @@ from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.publish import render
 from mlship.canary.state import RolloutState, StateStore, StepRecord
 from mlship.config import CanaryConfig, Config
+from mlship.errors import RefusedError
 from mlship.promclient import Sample
 
 STABLE, CANARY = "a1a1a1a1a1a1", "b2b2b2b2b2b2"
@@ -357,7 +358,7 @@ def test_restarts_of_a_canary_found_dead_are_bounded(world):
     fresh = resumed_runner(controller)
     state, _ = fresh.tick()
     assert state.phase == "rolled_back"
-    assert f"found dead {reconcile.MAX_CANARY_RESTARTS + 1} times" in state.reconciliations[-1].action
+    assert f"failed to start {reconcile.MAX_CANARY_RESTARTS + 1} times" in state.reconciliations[-1].action
 
 
 def test_a_step_change_the_backend_refuses_pauses_and_changes_nothing(world):
@@ -425,3 +426,57 @@ def test_desired_routing_of_every_phase():
     assert reconcile.desired_routing(state) == Routing(CANARY, None, 0, False)
     state.phase, state.weight = "rolled_back", 0
     assert reconcile.desired_routing(state) == Routing(STABLE, None, 0, False)
+
+
+class NeverReady(RouteDouble):
+    """Kubernetes: the canary Deployment is (re)created, but its pods crash-loop: no ready pod, no canary."""
+
+    def deploy_canary(self, version: str, *, shadow: bool) -> None:
+        self._change(f"deploy_canary {version} shadow={shadow}")
+        self.route = replace(self.route, weight=0, shadow=shadow)  # canary_version stays None
+
+
+def test_a_canary_that_cannot_start_is_rolled_back_after_the_restart_limit(world):
+    """Found dead by a resumed runner, restarted, never ready: each failed try counts (review of issue 16:
+    a failed restart used to leave one record and be retried every tick, forever)."""
+    controller, _, _, clock = world
+    backend = NeverReady()
+    controller.backend = controller.reconciler.backend = backend
+    rollout(controller, backend)
+    backend.edit(canary_version=None, weight=10)  # crashed while no runner watched
+    fresh = resumed_runner(controller)
+    for _ in range(20):
+        clock.advance(10)
+        state, _ = fresh.tick()
+        if not state.active:
+            break
+    assert state.phase == "rolled_back"
+    assert sum(call.startswith("deploy_canary") for call in backend.calls) == reconcile.MAX_CANARY_RESTARTS
+    assert state.canary_restarts == reconcile.MAX_CANARY_RESTARTS
+
+
+def test_a_writer_fighting_the_rollout_pauses_it_instead_of_a_repair_every_tick(world):
+    """Another writer sets 50 % every tick (a second runner with its own state folder, automation)."""
+    controller, backend, _, clock = world
+    rollout(controller, backend)
+    for _ in range(40):
+        clock.advance(10)
+        backend.edit(weight=50)
+        state, verdict = controller.tick()
+    assert state.routing_differences.get("repaired") == reconcile.MAX_REPAIRS_PER_STEP
+    assert "something else writes this routing" in state.paused
+    assert verdict.decision == "wait"
+    assert backend.calls.count("set_weight 10") == reconcile.MAX_REPAIRS_PER_STEP
+
+
+def test_a_runner_for_another_environment_is_refused_and_touches_nothing(world):
+    """`canary run V --env prod` while a local rollout of V is active must not deploy V into prod."""
+    controller, backend, _, _ = world
+    state = rollout(controller, backend)
+    state.env = "local"
+    controller.store.save(state)
+    backend.route = Routing(STABLE, None, 0, False)
+    backend.calls.clear()
+    with pytest.raises(RefusedError, match="runs on `local`, not `prod`: pass `--env local`"):
+        controller.tick()
+    assert backend.calls == []

@@ -17,7 +17,7 @@ from fake_kubernetes import PULUMI_MANAGER, Conflict, FakeApiServer, FakeStack
 from pulumi_helpers import PROGRAM, stack_models, with_canary
 
 from mlship import names
-from mlship.canary.backend import Routing, TrafficBackend
+from mlship.canary.backend import MIXED_WEIGHTS, Routing, TrafficBackend
 from mlship.canary.backends.kubernetes import (
     FIELD_MANAGER,
     MODELS_KEY,
@@ -428,3 +428,26 @@ def test_the_controller_rolls_back_a_crashed_canary(stack, api):
 def test_a_stable_without_ready_pods_serves_nothing(stack, api):
     api.set_status("apps/v1", "Deployment", "mlship", f"{MODEL}-stable", readyReplicas=0)
     assert backend(stack).routing().stable_version is None  # `canary start` refuses: nothing is serving
+
+
+def test_the_canary_share_is_read_from_every_rule_as_envoy_splits_it(stack, api):
+    """Review of issue 16: the raw weight of rule 0 only was read, so a hand edit went unseen."""
+    b = backend(stack)
+    b.deploy_canary(V2, shadow=False)
+    b.set_weight(10)
+    assert b.routing() == Routing(STABLE, V2, 10, False)
+    live = api.objects[(*ROUTE, MODEL)].obj  # the stored object, as an edit by hand changes it
+    canary, stable = f"{MODEL}-canary", f"{MODEL}-stable"
+    # `kubectl edit`: stable 90 -> 900 on every path: the canary's raw weight is still 10, its share 1 %
+    for rule in live["spec"]["rules"]:
+        for ref in rule["backendRefs"]:
+            if ref["name"] == stable:
+                ref["weight"] = 900
+    assert b.routing().weight == 1
+    # /predict_batch sends everything to the canary while /predict looks right: the paths disagree
+    live["spec"]["rules"][0]["backendRefs"] = [
+        {**r, "weight": 90 if r["name"] == stable else 10} for r in live["spec"]["rules"][0]["backendRefs"]
+    ]
+    for ref in live["spec"]["rules"][1]["backendRefs"]:
+        ref["weight"] = 100 if ref["name"] == canary else 0
+    assert b.routing().weight == MIXED_WEIGHTS

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlship import names
-from mlship.canary.backend import Routing
+from mlship.canary.backend import MIXED_WEIGHTS, Routing
 from mlship.errors import ConfigError, MlshipError, RefusedError
 from mlship.k8s import naming, release_record, stack_config
 from mlship.k8s.components.canary_route import rules as route_rules
@@ -350,20 +350,29 @@ class KubernetesBackend:
         rules = route.get("spec", {}).get("rules") or []
         if not rules:
             raise MlshipError(f"HTTPRoute {self.namespace}/{self.model} has no rules")
-        rule = rules[0]  # /predict: the rule the analysis judges; set_weight rewrites all of them
-        weights = {ref.get("name"): int(ref.get("weight", 1)) for ref in rule.get("backendRefs", [])}
         canary_service = naming.workload_name(self.model, names.ROLE_CANARY)
-        mirrored = any(
-            f.get("type") == "RequestMirror"
-            and f.get("requestMirror", {}).get("backendRef", {}).get("name") == canary_service
-            for f in rule.get("filters", [])
-        )
-        canary_routed = canary_service in weights or mirrored
+        # Every rule (one per path: /predict, /predict_batch, ...) is read: set_weight writes them all
+        # alike, so rules that disagree (one edited by hand) are a difference to repair.
+        shares, mirrors, routed = set(), set(), False
+        for rule in rules:
+            weights = {ref.get("name"): int(ref.get("weight", 1)) for ref in rule.get("backendRefs", [])}
+            total = sum(weights.values())
+            # The canary's share of the rule's traffic, as Envoy splits it: its weight over the sum.
+            shares.add(round(100 * weights.get(canary_service, 0) / total) if total else 0)
+            mirrors.add(
+                any(
+                    f.get("type") == "RequestMirror"
+                    and f.get("requestMirror", {}).get("backendRef", {}).get("name") == canary_service
+                    for f in rule.get("filters", [])
+                )
+            )
+            routed = routed or canary_service in weights
+        consistent = len(shares) == 1 and len(mirrors) == 1
         return Routing(
             stable_version=self._deployed_version(names.ROLE_STABLE),
-            canary_version=self._deployed_version(names.ROLE_CANARY) if canary_routed else None,
-            weight=weights.get(canary_service, 0),
-            shadow=mirrored,
+            canary_version=self._deployed_version(names.ROLE_CANARY) if routed or True in mirrors else None,
+            weight=shares.pop() if consistent else MIXED_WEIGHTS,
+            shadow=mirrors == {True},
         )
 
     # --- changing ---------------------------------------------------------------------------------

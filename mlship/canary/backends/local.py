@@ -18,7 +18,7 @@ from mlship.canary.controller import Controller
 from mlship.canary.publish import TextfilePublisher
 from mlship.canary.state import Reconciliation, RolloutState, StateStore
 from mlship.config import Config
-from mlship.errors import RefusedError
+from mlship.errors import EnvironmentNotReady, MlshipError, RefusedError
 from mlship.local.environment import CanaryTarget, ComponentStatus, LocalEnvironment
 from mlship.local.processes import wait_until
 from mlship.promclient import Prometheus
@@ -43,9 +43,16 @@ class LocalBackend:
         stable = state.components.get(names.ROLE_STABLE)
         canary = self.env.running(names.ROLE_CANARY, state)
         canary_server = servers.get(names.ROLE_CANARY)
-        stable_weight = sum(servers[slot].weight for slot in self.env.stable_slots() if slot in servers)
+        # The share of new requests each side gets: a server in maintenance or drained gets none,
+        # whatever its weight (a drained canary would starve the step; a stable one in maintenance
+        # would send everything to the canary).
+        stable_weight = sum(
+            servers[slot].weight
+            for slot in self.env.stable_slots()
+            if slot in servers and servers[slot].takes_traffic
+        )
         weight = 0
-        if canary is not None and canary_server and not canary_server.admin_maint:
+        if canary is not None and canary_server and canary_server.takes_traffic:
             total = canary_server.weight + stable_weight
             weight = round(100 * canary_server.weight / total) if total else 0
         return Routing(
@@ -75,8 +82,13 @@ class LocalBackend:
             raise RefusedError("no canary server is running")
         self.env.set_shadow(None)
         router = self.env.router()
-        if weight > 0 and (server := router.servers().get(names.ROLE_CANARY)) and server.admin_maint:
-            router.set_state(names.ROLE_CANARY, "ready")  # a weight on a server in maintenance routes nothing
+        servers = router.servers()
+        # A weight on a server in maintenance or drained routes nothing: every server that should take
+        # traffic is made ready (the stable ones always; the canary when it has a weight).
+        wanted = [*self.env.stable_slots(), *([names.ROLE_CANARY] if weight > 0 else [])]
+        for slot in wanted:
+            if (server := servers.get(slot)) is not None and not server.takes_traffic:
+                router.set_state(slot, "ready")
         router.set_weights(weight, self.env.stable_slots())
 
     def promote(self) -> None:
@@ -163,6 +175,7 @@ class Restored:
     statuses: list[ComponentStatus]
     rollout: RolloutState | None  # the active rollout on this environment, if any
     record: Reconciliation | None  # the difference found and repaired; None if there was none
+    warning: str = ""  # the rollout state could not be read: started without restoring it
 
 
 def local_up(env: LocalEnvironment, stable_version: str | None = None, *, force: bool = False) -> Restored:
@@ -176,7 +189,12 @@ def local_up(env: LocalEnvironment, stable_version: str | None = None, *, force:
     """
     store = StateStore()
     with store.locked():
-        state = store.load()
+        try:
+            state = store.load()
+        except MlshipError as exc:
+            # An unreadable rollout state must not keep the environment down: start it with no canary
+            # traffic (the router's defaults) and say so; the state file is left for inspection.
+            return Restored(env.up(stable_version, force=force), None, None, warning=str(exc))
         if state is None or not state.active or state.env != "local":
             return Restored(env.up(stable_version, force=force), None, None)
         if stable_version and not state.stable_version.endswith(stable_version.split(":")[-1]):
@@ -187,16 +205,50 @@ def local_up(env: LocalEnvironment, stable_version: str | None = None, *, force:
             )
         desired = reconcile.desired_routing(state)
         if desired.canary_version is None:  # a rollback is pending: the runner completes it
-            return Restored(env.up(state.stable_version), state, None)
+            return Restored(env.up(state.stable_version, force=force), state, None)
         backend = LocalBackend(env)
         try:
             before: Routing | None = backend.routing()
             unreadable = ""
         except Exception as exc:  # router or stable server not running: they are started below
             before, unreadable = None, reconcile.one_line(exc)
+        canary_dead = env.running(names.ROLE_CANARY) is None
+        if canary_dead and state.canary_restarts >= reconcile.MAX_CANARY_RESTARTS:
+            # Found dead too often (or never started): not restarted; `mlship canary run` rolls it back.
+            statuses = env.up(state.stable_version, force=force)
+            record = Reconciliation(
+                at=time.time(),
+                by="local up",
+                desired=reconcile.record_of(desired),
+                actual=reconcile.record_of(before) if before is not None else None,
+                found=f"no canary running (found dead or failed to start {state.canary_restarts} times)",
+                action="canary not restarted: `mlship canary run` or `mlship canary rollback` rolls it back",
+                result="failed",
+            )
+            return _save_restored(env, store, state, statuses, record)
+        if canary_dead:
+            state.canary_restarts += 1  # counted before trying, as a runner counts its restarts
         target = CanaryTarget(desired.canary_version, desired.weight, desired.shadow)
-        statuses = env.up(state.stable_version, canary=target)
+        try:
+            statuses = env.up(state.stable_version, canary=target, force=force)
+        except EnvironmentNotReady as exc:
+            if env.running("router") is None:
+                raise
+            # The canary did not start; everything else did, with the canary at 0%.
+            state.paused = f"the canary did not start: {reconcile.one_line(exc)}"
+            record = Reconciliation(
+                at=time.time(),
+                by="local up",
+                desired=reconcile.record_of(desired),
+                actual=reconcile.record_of(before) if before is not None else None,
+                found="no canary running",
+                action=f"started the rest; the canary failed to start ({reconcile.one_line(exc)})",
+                result="failed",
+            )
+            return _save_restored(env, store, state, env.status(), record)
         if before == desired:
+            if canary_dead:  # counted above, nothing else changed
+                store.save(state)
             return Restored(statuses, state, None)
         after = backend.routing()
         repaired = after == desired
@@ -216,10 +268,20 @@ def local_up(env: LocalEnvironment, stable_version: str | None = None, *, force:
             + ("; step evidence restarted" if repaired else f"; still {reconcile.describe(desired, after)}"),
             result="repaired" if repaired else "failed",
         )
-        reconcile.add_record(state, record)
         if repaired:
             state.step_started_at = time.time()
             state.paused = ""
-        store.save(state)
-        TextfilePublisher(env.textfile_dir).publish(state)
-        return Restored(statuses, state, record)
+        return _save_restored(env, store, state, statuses, record)
+
+
+def _save_restored(
+    env: LocalEnvironment,
+    store: StateStore,
+    state: RolloutState,
+    statuses: list[ComponentStatus],
+    record: Reconciliation,
+) -> Restored:
+    reconcile.add_record(state, record)
+    store.save(state)
+    TextfilePublisher(env.textfile_dir).publish(state)
+    return Restored(statuses, state, record)
