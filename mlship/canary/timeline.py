@@ -19,14 +19,31 @@ def decision_log() -> Path:
 
 def append(path: Path, entry: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
+    with path.open("a+b") as handle:
+        # A crash mid-append leaves a line without its newline: start a new line, so this entry is
+        # not glued to the torn one (which ``read`` then skips).
+        torn = False
+        if handle.tell() > 0:  # "a+" opens at the end
+            handle.seek(-1, 2)
+            torn = handle.read(1) != b"\n"
+        line = json.dumps(entry, separators=(",", ":"), default=str) + "\n"
+        handle.write((("\n" if torn else "") + line).encode("utf-8"))
 
 
 def read(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            # Each entry is one append: a line that does not parse is an append cut short by a crash
+            # (kill -9, power cut). The report of the resumed rollout skips it and keeps the rest.
+            continue
+    return out
 
 
 def point(t: float, phase: str, weight: int, verdict: dict[str, Any]) -> dict[str, Any]:
