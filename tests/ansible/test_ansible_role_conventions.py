@@ -42,15 +42,22 @@ TASK_KEYWORDS = {
 # Exactly the steps that need a k3s, Alloy or node exporter release file (see the README and issue 5).
 NEEDS_BINARY = {
     "k3s_common : Create the air-gap directory on the controller",
+    "k3s_common : Download the release checksum file",
     "k3s_common : Download the binary and images, verified against the release checksums",
     "k3s_common : Download the install script",
     "k3s_common : Look for the release files",
     "k3s_common : Fail clearly when a release file is missing",
+    "k3s_common : Look for image archives in the air-gap directory",
+    "k3s_common : Look for the checksum files",
+    "k3s_common : Compute the SHA-256 of each file to install",
+    "k3s_common : Fail clearly when a file does not match its checksum line",
     "k3s_common : Install the k3s binary",
     "k3s_common : Install the air-gap images",
     "k3s_common : Install the official install script",
     "k3s_common : Run the install script without download, enable or start",
     "k3s_server : Start k3s",
+    "k3s_server : Wait until the API server on this node is ready",
+    "k3s_server : Wait until this node is Ready",
     "k3s_agent : Start k3s-agent",
     "node_exporter : Create the air-gap directory on the controller",
     "node_exporter : Download the tarball, verified against the release checksums",
@@ -180,7 +187,7 @@ def test_configure_tags_push_configuration_without_reinstalling(tmp_path):
         "log_agent : Render the candidate configuration",
         "log_agent : Validate the candidate configuration with alloy",
         "k3s_server : Write config.yaml",
-        "k3s_agent : Write the cluster token",
+        "k3s_agent : Write the server's token",
     ):
         assert configure_step in selected
 

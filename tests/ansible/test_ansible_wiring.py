@@ -18,6 +18,7 @@ VENV_BIN = Path(sys.executable).parent
 
 WIRING = (
     "{{ {'ports': firewall_allowed_ports, 'ssh': firewall_ssh_port, 'trusted': firewall_trusted_networks,"
+    " 'forwarded': firewall_forwarded_ports,"
     " 'cluster_init': k3s_server_cluster_init, 'join_url': k3s_server_join_url,"
     " 'agent_server_url': k3s_agent_server_url, 'token_from': k3s_agent_token_from_host,"
     " 'tls_host': k3s_server_api_host} }}"
@@ -66,7 +67,8 @@ def opened(ports: list[dict]) -> set[tuple]:
     }
 
 
-EXPORTER = ("node-exporter", "tcp", 9100, None, ())
+# Only from the monitoring networks (the example node network in the shipped inventories).
+EXPORTER = ("node-exporter", "tcp", 9100, None, ("192.0.2.0/24",))
 
 
 def k3s_ports(networks: tuple[str, ...], *, server: bool, etcd: bool) -> set[tuple]:
@@ -136,3 +138,17 @@ def test_ha_cluster_wiring(prod):
     # Agents register through the load balancer, with the first server's token.
     assert prod["prod-agent-1"]["agent_server_url"] == "https://k3s-api.prod.example.com:6443"
     assert prod["prod-agent-1"]["token_from"] == "prod-server-1"
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_only_the_gateway_port_is_routed_to_pods(env, staging, prod):
+    """The forward chain lets in exactly the Gateway listener's port (ServiceLB's hostPort on every node),
+    the port the stack's Gateway listens on: 80, or 443 with TLS (mlship:gateway.tls in the stack file)."""
+    from mlship.k8s.stack_config import read_stack_file, validate
+
+    hosts = {"staging": staging, "prod": prod}[env]
+    raw, _ = read_stack_file(REPO / "pulumi" / f"Pulumi.{env}.yaml")
+    port = validate(raw).gateway.listener_port
+    assert port == (443 if env == "prod" else 80)
+    for host in hosts.values():
+        assert opened(host["forwarded"]) == {("gateway", "tcp", port, None, ())}

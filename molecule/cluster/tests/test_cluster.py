@@ -5,6 +5,7 @@ Reachability is measured between the containers over their Docker network, as no
 
 import base64
 import json
+import re
 
 import pytest
 import testinfra
@@ -54,6 +55,19 @@ def test_monitoring_agents(host):
     assert host.service("alloy").is_enabled
 
 
+def test_host_alloy_leaves_pod_logs_to_the_cluster_collector(host):
+    """One owner per log line: pod logs belong to the cluster's Alloy DaemonSet; the host Alloy ships the
+    journal and /var/log/*.log, and gets no capability to read /var/log/pods."""
+    config = host.file("/etc/alloy/config.alloy").content_string
+    assert 'loki.source.journal "journal"' in config
+    assert "/var/log/pods" not in config
+    out = host.check_output("systemctl show alloy -p AmbientCapabilities -p CapabilityBoundingSet")
+    assert dict(line.split("=", 1) for line in out.splitlines()) == {
+        "AmbientCapabilities": "",
+        "CapabilityBoundingSet": "",
+    }
+
+
 def test_kernel_settings_written_not_applied_in_containers(host):
     assert host.file("/etc/sysctl.d/90-mlship-kubernetes.conf").contains("net.ipv4.ip_forward = 1")
     assert host.file("/etc/modules-load.d/mlship-kubernetes.conf").contains("br_netfilter")
@@ -66,16 +80,23 @@ def test_first_server_initialises_the_cluster():
     assert "cluster-init" not in config  # a single server: no embedded etcd needed
     assert config["tls-san"] == [SERVER]
     assert server.service("k3s").is_enabled
-    assert len(server.file("/etc/rancher/k3s/cluster-token").content_string) == 64
+    # No token given (mlship_k3s_token is empty): k3s generates its own; no passphrase file of ours.
+    assert "token-file" not in config
+    assert not server.file("/etc/rancher/k3s/cluster-token").exists
 
 
 @pytest.mark.parametrize("agent", AGENTS)
-def test_agents_join_the_first_server_with_its_token(agent):
+def test_agents_join_the_first_server_with_its_secure_token(agent):
+    """Agents get k3s's own token of the first server (K10<CA hash>::server:...), so they check the CA of
+    the server they join before sending the credential. (prepare.yml wrote that file where k3s writes it.)"""
     config = yaml.safe_load(node(agent).file("/etc/rancher/k3s/config.yaml").content_string)
     assert config["server"] == f"https://{SERVER}:6443"
+    assert config["token-file"] == "/etc/rancher/k3s/cluster-token"
     token = node(agent).file("/etc/rancher/k3s/cluster-token")
     assert token.mode == 0o600
-    assert token.content_string == node(SERVER).file("/etc/rancher/k3s/cluster-token").content_string
+    server_token = node(SERVER).file("/var/lib/rancher/k3s/server/token").content_string.strip()
+    assert token.content_string == server_token
+    assert re.fullmatch(r"K10[0-9a-f]{64}::server:\S+", token.content_string)
     assert node(agent).service("k3s-agent").is_enabled
     assert not node(agent).file("/etc/systemd/system/k3s.service").exists
 
@@ -111,6 +132,18 @@ def test_agents_open_exactly_ssh_exporter_kubelet_and_vxlan(agent):
 
 
 @pytest.mark.parametrize("name", [SERVER, *AGENTS])
+def test_forward_chain_routes_pods_and_the_gateway_port_only(name):
+    host = node(name)
+    host.check_output("nft -c -f /etc/nftables.d/mlship.nft")
+    chain = host.check_output("nft list chain inet mlship_filter forward")
+    assert "hook forward priority filter; policy drop;" in chain
+    assert 'ct status dnat ct original proto-dst 80 accept comment "gateway"' in chain
+    assert chain.count("ct original proto-dst") == 1
+    trusted = next(line for line in chain.splitlines() if 'comment "trusted networks"' in line)
+    assert "10.42.0.0/15" in trusted or ("10.42.0.0/16" in trusted and "10.43.0.0/16" in trusted)
+
+
+@pytest.mark.parametrize("name", [SERVER, *AGENTS])
 def test_pod_and_service_networks_trusted(name):
     rules = node(name).check_output("nft list table inet mlship_filter")
     trusted = next(line for line in rules.splitlines() if 'comment "trusted networks"' in line)
@@ -124,8 +157,15 @@ def test_api_port_open_on_the_server_only():
     assert probe(SERVER, AGENTS[0], 6443) == "dropped"
 
 
-def test_exporter_and_ssh_reachable_between_nodes():
-    assert probe(AGENTS[1], SERVER, 9100) == "open"
+def test_exporter_reachable_from_the_monitoring_network_only():
+    # inventory/local: mlship_monitoring_networks is agent-1's address (standing in for the Prometheus host).
+    assert probe(AGENTS[0], SERVER, 9100) == "open"
+    assert probe(AGENTS[0], AGENTS[1], 9100) == "open"
+    assert probe(AGENTS[1], SERVER, 9100) == "dropped"
+    assert probe(SERVER, AGENTS[0], 9100) == "dropped"
+
+
+def test_ssh_reachable_between_nodes():
     assert probe(SERVER, AGENTS[1], 22) == "open"
 
 

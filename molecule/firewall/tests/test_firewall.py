@@ -57,6 +57,55 @@ def client(host):
     host.run("ip link del fw0; ip netns del fwclient")
 
 
+LISTENER = (
+    "import socket, time; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+    's.bind(("0.0.0.0", {port})); s.listen(); time.sleep(600)'
+)
+POD_IP = "10.42.0.2"  # in the trusted pod network of converge.yml
+
+
+@pytest.fixture(scope="module")
+def routed(host, client):
+    """The container as a node routing for a pod: a "pod" namespace (10.42.0.2) behind a second veth pair,
+    listeners there, and NodePort-style DNAT rules in a table of their own standing in for kube-proxy's
+    (node:30080 -> pod:8080 published, node:30081 -> pod:8081 and node:30090 -> pod:8082 not published to
+    this client). Yields probe(namespace, address, port)."""
+    setup = [
+        "ip netns add fwpod",
+        "ip link add pod0 type veth peer name pod1",
+        "ip link set pod1 netns fwpod",
+        "ip addr add 10.42.0.1/24 dev pod0",
+        "ip link set pod0 up",
+        f"ip netns exec fwpod ip addr add {POD_IP}/24 dev pod1",
+        "ip netns exec fwpod ip link set pod1 up",
+        "ip netns exec fwpod ip link set lo up",
+        "ip netns exec fwpod ip route add default via 10.42.0.1",
+        f"ip netns exec fwclient ip route add default via {HOST_IP}",
+        "nft add table ip kube_proxy_stand_in",
+        "nft 'add chain ip kube_proxy_stand_in prerouting { type nat hook prerouting priority dstnat; }'",
+        f"nft add rule ip kube_proxy_stand_in prerouting tcp dport 30080 dnat to {POD_IP}:8080",
+        f"nft add rule ip kube_proxy_stand_in prerouting tcp dport 30081 dnat to {POD_IP}:8081",
+        f"nft add rule ip kube_proxy_stand_in prerouting tcp dport 30090 dnat to {POD_IP}:8082",
+    ]
+    for command in setup:
+        host.check_output(command)
+    for namespace, port in (("fwpod", 8080), ("fwpod", 8081), ("fwpod", 8082), ("fwclient", 9000)):
+        host.check_output(
+            f"nohup ip netns exec {namespace} python3 -c '{LISTENER.format(port=port)}' "
+            ">/dev/null 2>&1 & echo $! >> /tmp/routed.pid"
+        )
+    host.check_output(
+        "for i in $(seq 50); do ip netns exec fwclient ss -ltn | grep -q ':9000 ' && break; sleep 0.1; done"
+    )
+
+    def probe(namespace: str, address: str, port: int) -> str:
+        return host.check_output(f"ip netns exec {namespace} python3 /tmp/probe.py {address} {port}").strip()
+
+    yield probe
+    host.run("kill $(cat /tmp/routed.pid); rm -f /tmp/routed.pid")
+    host.run("nft delete table ip kube_proxy_stand_in; ip link del pod0; ip netns del fwpod")
+
+
 def test_nftables_installed_enabled_and_active(host):
     assert host.package("nftables").is_installed
     service = host.service("nftables")
@@ -97,6 +146,36 @@ def test_only_listed_ports_accept_tcp(client):
     assert client(18080) == "dropped"
     # Open only to 192.0.2.0/24 and 2001:db8::/32, not to this client.
     assert client(2379) == "dropped"
+
+
+def test_forward_chain_rendered_and_valid(host):
+    # The file as written passes nft's own check, and the loaded table holds the forward chain.
+    host.check_output("nft -c -f /etc/nftables.d/mlship.nft")
+    chain = host.check_output("nft list chain inet mlship_filter forward")
+    assert "hook forward priority filter; policy drop;" in chain
+    assert "ct state established,related accept" in chain
+    assert 'ip saddr 10.42.0.0/16 accept comment "trusted networks"' in chain
+    assert 'ip6 saddr fd00:42::/56 accept comment "trusted networks"' in chain
+    assert 'ct status dnat ct original proto-dst 30080 accept comment "gateway-nodeport"' in chain
+    admin = next(line for line in chain.splitlines() if 'comment "admin-nodeport"' in line)
+    assert "ip saddr 192.0.2.0/24" in admin and "ct original proto-dst 30090 accept" in admin
+
+
+def test_only_published_node_ports_reach_a_pod(routed):
+    """Issue 11 defect 6: with only the input hook filtered, every NodePort, hostPort and ServiceLB port was
+    open to everyone."""
+    assert routed("fwclient", HOST_IP, 30080) == "open"  # published
+    assert routed("fwclient", HOST_IP, 30081) == "dropped"  # a NodePort nobody published
+    assert routed("fwclient", HOST_IP, 30090) == "dropped"  # published to 192.0.2.0/24 only
+
+
+def test_pods_are_not_reachable_by_routing_around_the_dnat(routed):
+    assert routed("fwclient", POD_IP, 8080) == "dropped"
+
+
+def test_pod_traffic_is_forwarded_and_answered(routed):
+    # From the trusted pod network out (pod egress, or another node's pod): forwarded, replies come back.
+    assert routed("fwpod", CLIENT_IP, 9000) == "open"
 
 
 def test_dropped_packets_are_counted(host, client):

@@ -1,7 +1,5 @@
-"""k3s server up to the binary: config.yaml, the generated join token, registries.yaml, the unit and its
+"""k3s server up to the binary: config.yaml, the join token left to k3s, registries.yaml, the unit and its
 environment, as k3s and systemd would read them."""
-
-import re
 
 import yaml
 
@@ -20,7 +18,6 @@ def test_config_yaml(host):
     assert config_file.mode == 0o600
     assert config_file.user == "root"
     config = read_yaml(host, "/etc/rancher/k3s/config.yaml")
-    assert config["token-file"] == "/etc/rancher/k3s/cluster-token"
     assert config["https-listen-port"] == 6443
     assert config["tls-san"] == ["k3s-api.example.internal", "192.0.2.100"]
     assert config["cluster-cidr"] == "10.42.0.0/16"
@@ -36,11 +33,12 @@ def test_config_yaml(host):
     assert "server" not in config
 
 
-def test_generated_join_token(host):
-    token = host.file("/etc/rancher/k3s/cluster-token")
-    assert token.mode == 0o600
-    assert token.user == "root"
-    assert re.fullmatch(r"[A-Za-z0-9]{64}", token.content_string)
+def test_first_server_without_a_given_token_lets_k3s_generate_its_own(host):
+    # k3s then writes its secure token (K10<CA hash>::server:...) to /var/lib/rancher/k3s/server/token on
+    # first start, which joining nodes read; config.yaml names no token file of ours.
+    config = read_yaml(host, "/etc/rancher/k3s/config.yaml")
+    assert "token-file" not in config
+    assert not host.file("/etc/rancher/k3s/cluster-token").exists
 
 
 def test_registries_yaml_holds_mirrors_and_credentials(host):

@@ -1,7 +1,15 @@
 """Alloy log agent up to the binary: account with read access to the logs, unit, flags, the rendered
-configuration (journal + files + pod logs to Loki) and a password kept out of it."""
+configuration (journal + files + pod logs to Loki) and a password kept out of it.
+
+This host ships pod logs itself (log_agent_ship_pod_logs: true, a host without a cluster collector): the
+kubelet writes them root:root 0640, so the unit's own sandbox must be able to read them. The alloy binary
+cannot be downloaded here, so `cat` runs in its place under exactly the unit's user, groups, capabilities
+and sandboxing (systemd-run with the unit's [Service] settings)."""
 
 import re
+import shlex
+
+import pytest
 
 CONFIG = "/etc/alloy/config.alloy"
 
@@ -93,3 +101,64 @@ def test_password_is_in_its_own_file_only(host):
     assert secret.content_string == "molecule-secret-not-in-config"
     assert "molecule-secret-not-in-config" not in host.file(CONFIG).content_string
     assert "molecule-secret-not-in-config" not in host.file("/etc/default/alloy").content_string
+
+
+POD_LOG = "/var/log/pods/mlship_diabetes-regressor-stable-7d9f_0a1b2c/model/0.log"
+LINE = "2026-12-06T02:00:00.000000000Z stdout F predicted 151.2"
+# Settings of how the process is started rather than what it may do: left out when another command runs.
+NOT_SANDBOX = {
+    "Type", "ExecStart", "ExecReload", "EnvironmentFile", "WorkingDirectory",
+    "Restart", "RestartSec", "TimeoutStopSec",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pod_log(host):
+    """A container log where and as the kubelet writes it: directories 0755, the file root:root 0640."""
+    directory = POD_LOG.rsplit("/", 1)[0]
+    host.check_output(f"install -d -m 0755 -o root -g root {directory}")
+    host.check_output(
+        f"printf '%s\\n' {shlex.quote(LINE)} > {POD_LOG} && chown root:root {POD_LOG} && chmod 0640 {POD_LOG}"
+    )
+    yield POD_LOG
+    host.run("rm -rf /var/log/pods/mlship_diabetes-regressor-stable-7d9f_0a1b2c")
+
+
+def unit_sandbox(host) -> list[str]:
+    """The [Service] settings of alloy.service that decide what the process may read."""
+    text = host.file("/etc/systemd/system/alloy.service").content_string
+    section = text.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    settings = [
+        line.strip() for line in section.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
+    return [line for line in settings if line.split("=", 1)[0] not in NOT_SANDBOX]
+
+
+def read_as_the_unit(host, settings: list[str], path: str):
+    properties = " ".join(f"-p {shlex.quote(setting)}" for setting in settings)
+    return host.run(f"systemd-run --quiet --wait --pipe --collect {properties} /bin/cat {path}")
+
+
+def test_unit_grants_only_the_capability_to_read_pod_logs(host):
+    props = show(host, "AmbientCapabilities", "CapabilityBoundingSet", "NoNewPrivileges", "User")
+    assert props["AmbientCapabilities"] == "cap_dac_read_search"
+    assert props["CapabilityBoundingSet"] == "cap_dac_read_search"
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["User"] == "alloy"
+
+
+def test_the_unit_sandbox_reads_a_root_only_pod_log(host, pod_log):
+    assert host.file(pod_log).mode == 0o640 and host.file(pod_log).user == "root"
+    result = read_as_the_unit(host, unit_sandbox(host), pod_log)
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == LINE
+
+
+def test_without_the_capability_the_same_sandbox_is_refused(host, pod_log):
+    """What the unit did before (no capability, groups systemd-journal and adm): the pod log is unreadable."""
+    settings = [
+        s for s in unit_sandbox(host) if not s.startswith(("AmbientCapabilities=", "CapabilityBoundingSet="))
+    ]
+    result = read_as_the_unit(host, [*settings, "AmbientCapabilities=", "CapabilityBoundingSet="], pod_log)
+    assert result.rc != 0
+    assert "Permission denied" in result.stderr + result.stdout
