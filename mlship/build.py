@@ -48,6 +48,7 @@ SERVING_MODULES = (
     "model/features.py",
     "serving/__init__.py",
     "serving/runtime.py",
+    "serving/fastpath.py",
     "serving/metrics.py",
     "serving/middleware.py",
     "serving/logs.py",

@@ -58,6 +58,8 @@ METRIC_PREDICTIONS = "mlship_predictions_total"
 # pipeline; mismatches between the online and offline feature vectors are counted.
 METRIC_SKEW_CHECKS = "mlship_skew_checks_total"
 METRIC_SKEW_MISMATCHES = "mlship_skew_mismatches_total"
+# Counter of requests whose model answered a non-finite value (NaN/inf): answered 500, never served.
+METRIC_NONFINITE_PREDICTIONS = "mlship_nonfinite_predictions_total"
 # Shadow phase (local environment, application-level mirroring done by the stable server):
 # calls to the candidate (label result="ok"|"error") and |candidate - stable| per request.
 METRIC_SHADOW_REQUESTS = "mlship_shadow_requests_total"
