@@ -10,8 +10,8 @@ the same work directly on the event loop:
 * the row as a numpy matrix (no DataFrame), the feature code of training (``features.transform_matrix``)
   and the estimator; a feature-code failure or a non-finite prediction is answered 500 (counted);
 * after the answer is sent: drift and prediction metrics (children resolved once, ``HotMetrics``), a
-  buffered access log, the training/serving skew check on every Nth request, shadow mirroring and the
-  ``on_prediction`` hooks.
+  buffered access log, the training/serving skew check (every Nth request's rows, checked in batches),
+  shadow mirroring and the ``on_prediction`` hooks.
 
 It is installed as the innermost ASGI middleware of the BentoML service (bento/service.py): BentoML's
 own middlewares (request metrics read by the canary and SLO rules, tracing, concurrency limit) still
@@ -63,7 +63,8 @@ class PredictApp:
     access_log: AccessLog
     role: str
     shadow: ShadowMirror | None = None
-    skew_check_every: int = 20
+    skew_check_every: int = 20  # every Nth request's rows are re-checked offline
+    skew_batch_rows: int = 32  # ... in one DataFrame per this many rows (pandas costs per call, not per row)
     max_body_bytes: int = names.MAX_REQUEST_BYTES
     on_prediction: list[PredictionHook] = field(default_factory=list)
     runtime: ModelRuntime | None = None  # set by ``load``; until then the endpoints answer 503
@@ -79,6 +80,8 @@ class PredictApp:
             (names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH),
         )
         self._count = 0
+        self._skew_rows: list[dict[str, Any]] = []
+        self._skew_raw: list[np.ndarray] = []
 
     def load(self, runtime: ModelRuntime) -> None:
         self.runtime = runtime
@@ -172,7 +175,7 @@ class PredictApp:
             detail = json.dumps({"detail": errors}, default=str).encode()
             await _answer(send, 400, detail, [rid_header])
             return 400
-        raw = np.array([[r[c] for c in self.columns] for r in rows], dtype=np.float64)
+        raw = runtime.raw_matrix(rows)
         try:
             predictions = np.asarray(
                 runtime.estimator.predict(features.transform_matrix(raw, self._feature_version)), dtype=float
@@ -204,7 +207,10 @@ class PredictApp:
         else:
             self.hot.observe_rows(raw, predictions, path)
         if self._count % self.skew_check_every == 0:
-            self._skew_check(rows, raw, runtime)
+            self._skew_rows.extend(rows)
+            self._skew_raw.append(raw)
+            if len(self._skew_rows) >= self.skew_batch_rows:
+                self._skew_check()
         self._count += 1
         if self.shadow is not None:
             self.shadow.after(path, body, answer)
@@ -218,8 +224,16 @@ class PredictApp:
         await _answer(send, 413, message.encode(), [rid_header])
         return 413
 
-    def _skew_check(self, rows: list[dict[str, Any]], raw: np.ndarray, runtime: ModelRuntime) -> None:
-        """Recompute the features of served rows through the offline (training) layout and compare."""
+    def flush_skew_check(self) -> None:
+        """Check the sampled rows still waiting for a full batch (at shutdown, in tests)."""
+        if self._skew_rows:
+            self._skew_check()
+
+    def _skew_check(self) -> None:
+        """Recompute the features of sampled served rows through the offline (training) layout and
+        compare them with the online ones."""
+        rows, raw = self._skew_rows, np.vstack(self._skew_raw)
+        self._skew_rows, self._skew_raw = [], []
         version = self._feature_version
         offline = pd.DataFrame(rows).astype({n: "float64" for n in self.schema.names})
         offline = offline.astype({"sex": "int64"}) if "sex" in offline else offline

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
@@ -147,3 +148,44 @@ def test_bentoml_does_not_log_rejected_values(service_module, client, valid_row,
     caplog.set_level(logging.DEBUG)
     client.post("/predict", json={**valid_row, "age": 777.5})
     assert "777.5" not in caplog.text
+
+
+def test_on_prediction_hooks_see_every_served_row_and_cannot_fail_a_request(
+    service_module, client, valid_row
+):
+    seen = []
+
+    def hook(rid, version, role, rows, predictions):
+        seen.append((rid, version, role, rows.shape, predictions.tolist()))
+
+    def broken(*_args):
+        raise RuntimeError("a hook with a bug")
+
+    service_module.on_prediction.extend([broken, hook])
+    try:
+        one = client.post("/predict", json=valid_row, headers={"x-request-id": "hook-1"})
+        many = client.post(
+            "/predict_batch", json={"instances": [valid_row] * 3}, headers={"x-request-id": "hook-2"}
+        )
+    finally:
+        service_module.on_prediction.remove(broken)
+        service_module.on_prediction.remove(hook)
+    assert one.status_code == 200 and many.status_code == 200
+    version = service_module.VERSION
+    assert seen == [
+        ("hook-1", version, "standalone", (1, len(valid_row)), [one.json()["prediction"]]),
+        ("hook-2", version, "standalone", (3, len(valid_row)), many.json()["predictions"]),
+    ]
+
+
+def test_a_non_finite_prediction_is_answered_500_and_counted(service_module, client, valid_row, monkeypatch):
+    # Stands in for a model that answers NaN on some input (a numerically broken release).
+    estimator = service_module.FAST.runtime.estimator
+    monkeypatch.setattr(estimator, "predict", lambda matrix: np.full(len(matrix), np.nan))
+    version = service_module.VERSION
+    before = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    response = client.post("/predict", json=valid_row)
+    assert response.status_code == 500
+    assert "nan" not in response.text.lower()
+    after = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    assert after == before + 1
