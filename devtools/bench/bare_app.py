@@ -28,7 +28,7 @@ _dir = Path(os.environ["MLSHIP_BENCH_MODEL_DIR"])
 # BentoML's model.yaml carries the metadata (feature_version) the model was trained with.
 _meta = yaml.safe_load((_dir / "model.yaml").read_text(encoding="utf-8")).get("metadata") or {}
 RUNTIME = ModelRuntime.from_directory(_dir, name="bench", version=_dir.name, metadata=_meta)
-ROW = RUNTIME.schema.request_model()
+ROW: type[BaseModel] = RUNTIME.schema.request_model()
 
 
 class Batch(BaseModel):
@@ -63,7 +63,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if path == names.ENDPOINT_PREDICT:
             rows = [ROW.model_validate_json(body).__dict__]
         else:
-            rows = [r.__dict__ for r in Batch.model_validate_json(body).instances]
+            rows = [r.__dict__ for r in Batch.model_validate_json(body).instances]  # type: ignore[attr-defined]
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
         await _send(send, 400, json.dumps({"detail": errors}, default=str).encode())
