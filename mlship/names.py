@@ -102,6 +102,11 @@ JOB_NODE = "node-exporter"  # the name kube-prometheus-stack's node rules and da
 
 # --- HTTP API --------------------------------------------------------------------------------------
 ENDPOINT_PREDICT = "/predict"
+# Idle keep-alive connections between the local router and the model servers: the servers
+# (`bentoml serve --timeout-keep-alive`) keep them open much longer than HAProxy keeps an idle pool
+# (`pool-purge-delay`), so HAProxy never sends a request on a connection the server is closing.
+SERVER_KEEP_ALIVE_S = 75
+ROUTER_IDLE_POOL_S = 5
 ENDPOINT_PREDICT_BATCH = "/predict_batch"
 MAX_BATCH_SIZE = 1000
 MAX_REQUEST_BYTES = 1_048_576  # enforced by the proxy (local) and the gateway (Kubernetes)

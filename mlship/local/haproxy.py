@@ -69,9 +69,14 @@ defaults
     retry-on conn-failure empty-response junk-response response-timeout 503
     # L7 retries resend the request from HAProxy's buffer: wait for the whole (small) body first.
     option http-buffer-request
-    # A fresh server connection per request: reusing idle keep-alive connections races with the
-    # server closing them (uvicorn's keep-alive timeout) and aborts requests already sent.
-    http-reuse never
+    # Keep-alive to the servers (a fresh connection per request cost the tail, issue 13): idle server
+    # connections are reused ("safe": a client's first request never rides a shared connection).
+    # The race with a server closing an idle connection is removed at both ends: the servers keep idle
+    # connections {names.SERVER_KEEP_ALIVE_S} s (`bentoml serve --timeout-keep-alive`), HAProxy closes half of
+    # its idle ones every {names.ROUTER_IDLE_POOL_S} s (`pool-purge-delay`: a pool of 32 is gone in 30 s), and a
+    # request that still meets a closed connection is retried (`retry-on ... empty-response` above).
+    http-reuse safe
+    timeout http-keep-alive 10s
 {"    load-server-state-from-file global" if state_file else ""}
 
 frontend model_api
@@ -85,7 +90,7 @@ backend {names.HAPROXY_BACKEND}
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1
+    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1 pool-purge-delay {names.ROUTER_IDLE_POOL_S}s
 {chr(10).join(lines)}
 
 frontend router_metrics
