@@ -80,12 +80,14 @@ def wrk(url: str, body: str, *, seconds: int, connections: int) -> dict[str, flo
         return float(m.group(1)) * _UNITS[m.group(2)]
 
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if rps is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     return {
         "rps": float(rps.group(1)),
+        "requests": float(total.group(1)) if total else 0.0,
         "p50_s": latency("50"),
         "p90_s": latency("90"),
         "p99_s": latency("99"),
@@ -124,6 +126,23 @@ def model_call_seconds(record: Any, row: dict[str, Any], calls: int) -> float:
     return float(np.median(times))
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
 def tree_rss(pid: int) -> int:
     """Resident memory (bytes) of a process and its children (a BentoML server is an arbiter + workers)."""
     try:
@@ -158,17 +177,17 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.pids, self.every = pids, every
         self.samples: dict[str, list[tuple[float, int]]] = {name: [] for name in pids}
-        self._stop = threading.Event()
+        self._done = threading.Event()
         self._t0 = time.monotonic()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             for name, pid in self.pids.items():
                 self.samples[name].append((round(time.monotonic() - self._t0, 1), tree_rss(pid)))
-            self._stop.wait(self.every)
+            self._done.wait(self.every)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
@@ -283,8 +302,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     os.environ["MLSHIP_STATE_DIR"] = str(work)  # the bench's own environment, never the user's
     config = Config(local=on_free_ports(LocalConfig()))
     env = LocalEnvironment(config)
-    bare_port, floor_port = free_ports(2)
-    child_env = {**os.environ, "MLSHIP_BENCH_MODEL_DIR": str(record.path), "BENTOML_DO_NOT_TRACK": "True"}
+    bare_port, floor_port, floor_tuned_port = free_ports(3)
+    gc_log = work / "gc.log"
+    gc_pauses: dict[str, dict[str, float]] = {}
+    child_env = {
+        **os.environ,
+        "MLSHIP_BENCH_MODEL_DIR": str(record.path),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLSHIP_BENCH_GC_LOG": str(gc_log),
+    }
     bare = _spawn(
         [
             sys.executable,
@@ -315,17 +341,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         child_env,
         work / "floor.log",
     )
+    floor_tuned = _spawn(
+        [
+            str(Path(sys.executable).with_name("bentoml")),
+            "serve",
+            "devtools.bench.floor_service:FloorTuned",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(floor_tuned_port),
+        ],
+        child_env,
+        work / "floor-tuned.log",
+    )
     per_round: list[dict[str, dict[str, float]]] = []
     memory: dict[str, list[tuple[float, int]]] = {}
     flame = ""
     try:
-        env.up(record.version)
+        env.up(record.version, force=True)  # the bench measures speed, not the quality gate
         wait_ready(f"http://127.0.0.1:{bare_port}/predict")
         wait_ready(f"http://127.0.0.1:{floor_port}/predict")
+        wait_ready(f"http://127.0.0.1:{floor_tuned_port}/predict")
         direct = env.server_url(names.ROLE_STABLE)
         targets = {
             "bare": (f"http://127.0.0.1:{bare_port}/predict", one, 1),
             "floor (bentoml)": (f"http://127.0.0.1:{floor_port}/predict", one, 1),
+            "floor (bentoml, tuned)": (f"http://127.0.0.1:{floor_tuned_port}/predict", one, 1),
             "mlship direct": (f"{direct}/predict", one, 1),
             "mlship via haproxy": (f"{env.proxy_url}/predict", one, 1),
             f"bare batch x{BATCH_ROWS}": (f"http://127.0.0.1:{bare_port}/predict_batch", batch, BATCH_ROWS),
@@ -334,18 +375,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for url, body, _ in targets.values():  # warm-up: first requests, connection pools
             wrk(url, body, seconds=1, connections=args.connections)
         order = list(targets)
+        stable = env.running(names.ROLE_STABLE)
+        mlship_pid = stable.pid if stable is not None else 0
+        # Whose CPU a target's requests cost (the server's process tree): CPU time per request does
+        # not depend on how much of the machine other work leaves to the server.
+        server_pid = {
+            "bare": bare.pid,
+            "floor (bentoml)": floor.pid,
+            "floor (bentoml, tuned)": floor_tuned.pid,
+            "mlship direct": mlship_pid,
+            "mlship via haproxy": mlship_pid,
+            f"bare batch x{BATCH_ROWS}": bare.pid,
+            f"mlship batch x{BATCH_ROWS}": mlship_pid,
+        }
         for i in range(rounds):
             this_round: dict[str, dict[str, float]] = {}
             for name in order[i % len(order) :] + order[: i % len(order)]:
                 url, body, rows_per_request = targets[name]
+                cpu_before = tree_cpu_s(server_pid[name])
                 with console.status(f"round {i + 1}/{rounds}: {name}, wrk {seconds} s"):
                     figures = wrk(url, body, seconds=seconds, connections=args.connections)
+                cpu = tree_cpu_s(server_pid[name]) - cpu_before
+                figures["server_cpu_ms_per_request"] = cpu * 1000 / max(figures["requests"], 1.0)
                 figures["rows_per_s"] = figures["rps"] * rows_per_request
                 this_round[name] = figures
             per_round.append(this_round)
 
-        stable = env.running(names.ROLE_STABLE)
-        servers = {"bare": bare.pid, "floor (bentoml)": floor.pid}
+        servers = {"bare": bare.pid, "floor (bentoml)": floor.pid, "floor (bentoml, tuned)": floor_tuned.pid}
         if stable is not None:
             servers["mlship"] = stable.pid
         sampler = MemorySampler(servers)
@@ -365,15 +421,39 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     path=out_dir / "service-flame.svg",
                 )
         compute_s = model_call_seconds(record, rows[0], 300 if args.quick else 2000)
+        gc_pauses = _gc_pauses(gc_log)
     finally:
         _stop(bare)
         _stop(floor)
+        _stop(floor_tuned)
         env.down()
         shutil.rmtree(work, ignore_errors=True)
 
-    return report(
+    out = report(
         per_round, memory, flame, compute_s, rounds=rounds, seconds=seconds, args=args, out_dir=out_dir
     )
+    for service, pauses in gc_pauses.items():
+        console.print(
+            f"garbage collections >= 1 ms in {service}: {pauses['count']:.0f} "
+            f"(gen 2: {pauses['gen2']:.0f}), longest {pauses['max_ms']:.1f} ms"
+        )
+    out["gc_pauses"] = gc_pauses
+    (out_dir / "service.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return out
+
+
+def _gc_pauses(path: Path) -> dict[str, dict[str, float]]:
+    """Per floor service: collections of 1 ms or more, how many were full (gen 2), the longest (ms)."""
+    out: dict[str, dict[str, float]] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        service, generation, ms = line.split()
+        entry = out.setdefault(service, {"count": 0.0, "gen2": 0.0, "max_ms": 0.0})
+        entry["count"] += 1
+        entry["gen2"] += generation == "2"
+        entry["max_ms"] = max(entry["max_ms"], float(ms))
+    return out
 
 
 def report(
@@ -392,7 +472,7 @@ def report(
     results = {n: {k: statistics.median(r[n][k] for r in per_round) for k in per_round[0][n]} for n in names_}
     title = f"model API, saturated: {rounds} interleaved rounds x {seconds} s, {args.connections} connections"
     table = Table(title=title + " (median of rounds)")
-    for col in ("target", "requests/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "errors"):
+    for col in ("target", "requests/s", "rows/s", "p50 ms", "p90 ms", "p99 ms", "CPU ms/req", "errors"):
         table.add_column(col, justify="right" if col != "target" else "left")
     for name, r in results.items():
         table.add_row(
@@ -402,6 +482,7 @@ def report(
             f"{r['p50_s'] * 1000:.1f}",
             f"{r['p90_s'] * 1000:.1f}",
             f"{r['p99_s'] * 1000:.1f}",
+            f"{r['server_cpu_ms_per_request']:.3f}",
             f"{sum(x[name]['non_2xx'] + x[name]['socket_errors'] for x in per_round):.0f}",
         )
     console.print(table)
