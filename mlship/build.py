@@ -65,6 +65,9 @@ SERVING_REQUIREMENTS = (
     "joblib",
     "httpx",
     "prometheus-client",
+    # uvicorn, BentoML's HTTP server, uses them when installed: faster event loop and HTTP parsing
+    "uvloop",
+    "httptools",
 )
 NON_ROOT_UID = 10001
 LOCAL_REPOSITORY = "mlship-model"  # without a stack or --image-repository: a local image only
