@@ -158,6 +158,10 @@ class HotMetrics:
                 lookup = {float(a): i for i, a in enumerate(allowed)}
             children = [metrics.feature_bin.labels(v, name, str(i)) for i in range(n_bins)]
             self.columns.append((list(edges) if edges is not None else None, lookup, children))
+        # the same children flattened, feature after feature: series k = offset of its feature + bin
+        sizes = [len(children) for _, _, children in self.columns]
+        self._offsets = np.cumsum([0, *sizes[:-1]], dtype=np.int64)
+        self._flat_children = [c for _, _, children in self.columns for c in children]
         self._rejected: dict[tuple[str, str], Any] = {}
 
     def observe_row(self, row: Sequence[float], prediction: float, endpoint: str) -> None:
@@ -169,19 +173,38 @@ class HotMetrics:
             children[bisect_left(edges, value) if edges is not None else lookup[value]].inc()  # type: ignore[index]
 
     def observe_rows(self, raw: np.ndarray, predictions: np.ndarray, endpoint: str) -> None:
-        for value in predictions.tolist():
-            self.histogram.observe(value)
+        """A batch: every feature's bins counted in one ``bincount``, each touched series incremented once."""
+        self._observe_predictions(predictions)
         self.predictions[endpoint].inc(len(predictions))
-        for j, (edges, lookup, children) in enumerate(self.columns):
-            column = raw[:, j]
+        idx = np.empty(raw.shape, dtype=np.int64)
+        for j, (edges, lookup, _) in enumerate(self.columns):
             if edges is not None:
-                idx = np.searchsorted(edges, column, side="left")
+                idx[:, j] = np.searchsorted(edges, raw[:, j], side="left")
             else:
                 assert lookup is not None
-                idx = np.array([lookup[x] for x in column.tolist()])
-            counts = np.bincount(idx, minlength=len(children))
-            for b in np.nonzero(counts)[0].tolist():
-                children[b].inc(float(counts[b]))
+                idx[:, j] = [lookup[x] for x in raw[:, j].tolist()]
+        counts = np.bincount((idx + self._offsets).ravel(), minlength=len(self._flat_children))
+        for k in np.flatnonzero(counts).tolist():
+            self._flat_children[k].inc(float(counts[k]))
+
+    def _observe_predictions(self, predictions: np.ndarray) -> None:
+        """``histogram.observe`` for each value, as one increment per touched bucket.
+
+        Uses the child's bucket counters (``_upper_bounds``, ``_buckets``, ``_sum`` of prometheus_client
+        0.26, pinned); a client without them gets the plain loop. tests/service compares both.
+        """
+        hist = self.histogram
+        bounds = getattr(hist, "_upper_bounds", None)
+        if bounds is None or not hasattr(hist, "_buckets") or not hasattr(hist, "_sum"):
+            for value in predictions.tolist():
+                hist.observe(value)
+            return
+        # observe() counts a value in the first bucket whose bound is >= the value ("le")
+        where = np.searchsorted(np.asarray(bounds, dtype=float), predictions, side="left")
+        counts = np.bincount(where, minlength=len(bounds))
+        for i in np.flatnonzero(counts).tolist():
+            hist._buckets[i].inc(float(counts[i]))
+        hist._sum.inc(float(predictions.sum()))
 
     def reject(self, reason: str, field: str) -> None:
         child = self._rejected.get((reason, field))

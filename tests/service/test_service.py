@@ -189,3 +189,40 @@ def test_a_non_finite_prediction_is_answered_500_and_counted(service_module, cli
     assert "nan" not in response.text.lower()
     after = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
     assert after == before + 1
+
+
+def test_batch_metrics_equal_row_by_row_metrics(service_module):
+    """/predict_batch counts bins and prediction buckets in bulk; the series must be those of one row at
+    a time (values on a bucket bound included)."""
+    import copy
+
+    from mlship.model import features
+    from mlship.serving.fastpath import _bins
+    from mlship.serving.metrics import HotMetrics
+
+    schema = service_module.SCHEMA
+    rng = np.random.default_rng(0)
+    edges = schema.edge_rows()[list(features.RAW_FEATURES)].to_numpy(float)
+    raw = edges[rng.integers(0, len(edges), 40)]
+    predictions = rng.uniform(0, 400, 40)
+    predictions[0] = schema.target.buckets[3]
+    columns = [_bins(schema, name) for name in features.RAW_FEATURES]
+    endpoints = ("/predict", "/predict_batch")
+    bulk_metrics, rows_metrics = copy.copy(service_module.METRICS), copy.copy(service_module.METRICS)
+    bulk_metrics.version, rows_metrics.version = "test-bulk", "test-rows"
+    HotMetrics(bulk_metrics, columns, endpoints).observe_rows(raw, predictions, "/predict_batch")
+    one_by_one = HotMetrics(rows_metrics, columns, endpoints)
+    for row, prediction in zip(raw, predictions, strict=True):
+        one_by_one.observe_row(row.tolist(), float(prediction), "/predict_batch")
+
+    def series(version: str) -> dict[str, float]:
+        out = {}
+        for line in generate_latest(REGISTRY).decode().splitlines():
+            if f'model_version="{version}"' in line and not line.startswith("#") and "_created" not in line:
+                key, value = line.rsplit(" ", 1)
+                out[key.replace(version, "")] = round(float(value), 6)
+        return out
+
+    bulk = series("test-bulk")
+    assert bulk == series("test-rows")
+    assert sum(v for k, v in bulk.items() if k.startswith("mlship_feature_bin_total")) == 40 * len(columns)
