@@ -305,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     bare_port, floor_port, floor_tuned_port = free_ports(3)
     gc_log = work / "gc.log"
     gc_pauses: dict[str, dict[str, float]] = {}
+    router_added_p50_ms = float("nan")
     child_env = {
         **os.environ,
         "MLSHIP_BENCH_MODEL_DIR": str(record.path),
@@ -401,6 +402,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 this_round[name] = figures
             per_round.append(this_round)
 
+        # What the router adds to one request, not queued behind 15 others: one connection, interleaved.
+        router_ms = []
+        for _ in range(rounds * 2):
+            alone = wrk(targets["mlship direct"][0], one, seconds=2, connections=1)
+            routed = wrk(targets["mlship via haproxy"][0], one, seconds=2, connections=1)
+            router_ms.append((routed["p50_s"] - alone["p50_s"]) * 1000)
+        router_added_p50_ms = statistics.median(router_ms)
         servers = {"bare": bare.pid, "floor (bentoml)": floor.pid, "floor (bentoml, tuned)": floor_tuned.pid}
         if stable is not None:
             servers["mlship"] = stable.pid
@@ -438,6 +446,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"(gen 2: {pauses['gen2']:.0f}), longest {pauses['max_ms']:.1f} ms"
         )
     out["gc_pauses"] = gc_pauses
+    out["summary"]["router_added_p50_ms_one_connection"] = router_added_p50_ms
+    ok = router_added_p50_ms <= 0.5
+    out["summary"]["goals"]["haproxy adds <= 0.5 ms at p50 (1 connection)"] = ok
+    console.print(
+        f"HAProxy adds {router_added_p50_ms:.2f} ms at p50 to a request alone (1 connection): "
+        f"{'met' if ok else 'missed'} (<= 0.5 ms)"
+    )
     (out_dir / "service.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
     return out
 
@@ -539,7 +554,7 @@ def report(
         "p50 <= 1.5x bare": m["p50_s"] <= GOALS["p50"],
         "p99 <= 2x bare": m["p99_s"] <= GOALS["p99"],
         "haproxy >= 0.95x direct": h["rps"] >= GOALS["haproxy"],
-        "haproxy adds <= 0.5 ms at p50": summary["haproxy_added_p50_ms"] <= 0.5,
+        "haproxy adds <= 0.5 ms at p50 (saturated)": summary["haproxy_added_p50_ms"] <= 0.5,
         "floor-bound: >= 0.9x floor throughput": f["rps"] >= GOALS["floor_throughput"],
         "floor-bound: p99 <= floor p99": f["p99_s"] <= 1.0,
         "tuned floor-bound: >= 0.9x tuned floor throughput": t["rps"] >= GOALS["floor_throughput"],
