@@ -2,27 +2,29 @@
 
 The request model is generated from the feature schema stored with the model, so invalid input
 (missing, extra, out of range, NaN/inf, wrong type) gets a 400 naming the field; the server never
-answers 5xx for bad input. Metrics, logs and shadow mirroring live in ``mlship.serving``.
+answers 5xx for bad input. POST /predict and /predict_batch are answered by the lean ASGI app of
+mlship/serving/fastpath.py (validation, model, metrics, logs, skew check, shadow mirroring), installed
+in front of BentoML's routes; the API methods below declare the endpoints' schema (OpenAPI, /docs.json)
+and serve in-process callers.
 """
 
 from __future__ import annotations
 
-import itertools
+import gc
 import os
 from pathlib import Path
 from typing import Any
 
 import bentoml
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlship import names
 from mlship.model import features
 from mlship.model.schema import Schema
-from mlship.serving.logs import install_privacy_filters, json_logger
+from mlship.serving.fastpath import PredictApp
+from mlship.serving.logs import AccessLog, install_privacy_filters, json_logger
 from mlship.serving.metrics import ServiceMetrics
-from mlship.serving.middleware import RequestGuard
 from mlship.serving.runtime import SCHEMA_FILE, ModelRuntime
 from mlship.serving.shadow import ShadowMirror, target_file_from_env
 
@@ -40,7 +42,8 @@ VERSION = _stored.tag.version
 
 PatientFeatures = SCHEMA.request_model()
 install_privacy_filters()
-LOG = json_logger("mlship.service", {"model_version": VERSION, "role": ROLE})
+STATIC_LOG_FIELDS = {"model_version": VERSION, "role": ROLE}
+LOG = json_logger("mlship.service", STATIC_LOG_FIELDS)
 METRICS = ServiceMetrics(
     model_name=_stored.tag.name,
     version=VERSION,
@@ -66,6 +69,20 @@ class BatchPrediction(BaseModel):
     model_version: str
 
 
+_shadow_file = target_file_from_env()
+FAST = PredictApp(
+    schema=SCHEMA,
+    batch_model=PredictBatchRequest,
+    metrics=METRICS,
+    access_log=AccessLog(LOG, STATIC_LOG_FIELDS),
+    role=ROLE,
+    shadow=ShadowMirror(target_file=_shadow_file, metrics=METRICS) if _shadow_file else None,
+    skew_check_every=SKEW_CHECK_EVERY,
+)
+# Other code registers here: FAST.on_prediction.append(hook) (see PredictionHook in fastpath.py).
+on_prediction = FAST.on_prediction
+
+
 @bentoml.service(
     name="mlship-model",
     traffic={"timeout": 10, "max_concurrency": 256},
@@ -73,6 +90,9 @@ class BatchPrediction(BaseModel):
     # Latency buckets shared with the canary judge and the SLO rules (mlship/names.py).
     metrics={"enabled": True, "duration": {"buckets": list(names.LATENCY_BUCKETS)}},
     logging={"access": {"enabled": False}},
+    # mlship configures no trace exporter: a span per prediction would be built and dropped (about 10 %
+    # of a request's CPU in the profile, issue 13). Requests are correlated by X-Request-ID instead.
+    tracing={"excluded_urls": [names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH]},
 )
 class ModelService:
     model = model_ref
@@ -90,41 +110,27 @@ class ModelService:
         self.metrics.trained.labels(VERSION).set(self.runtime.trained_at)
         if self.runtime.max_age_days is not None:
             self.metrics.max_age.labels(VERSION).set(self.runtime.max_age_days * 86400)
-        self._counter = itertools.count()
         self._ready = False
         self.runtime.warm_up()
+        FAST.load(self.runtime)
         self._ready = True
         self.log.info("model loaded", extra={"fields": {"model": str(info.tag)}})
+        # Everything loaded so far lives as long as the server: keep it out of the collector's
+        # generations, so a full collection under load walks only request garbage (p99, issue 13).
+        gc.collect()
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         return self._ready
 
-    def _score(self, rows: list[dict[str, Any]], endpoint: str) -> np.ndarray:
-        frame = self.runtime.frame(rows)
-        predictions = self.runtime.predict(frame)
-        bins = {f.name: SCHEMA.bin_index(f.name, frame[f.name].to_numpy()) for f in SCHEMA.features}
-        self.metrics.observe(frame, predictions, bins, endpoint)
-        if next(self._counter) % SKEW_CHECK_EVERY == 0:
-            self._skew_check(rows, frame)
-        return predictions
-
-    def _skew_check(self, rows: list[dict[str, Any]], online: pd.DataFrame) -> None:
-        """Recompute the features of served rows through the offline (training) layout and compare."""
-        offline = pd.DataFrame(rows).astype({f.name: "float64" for f in SCHEMA.features})
-        offline = offline.astype({"sex": "int64"}) if "sex" in offline else offline
-        version = self.runtime.feature_version
-        a = features.transform(online, version)
-        b = features.transform(offline.loc[:, SCHEMA.names], version)
-        self.metrics.skew_checks.labels(VERSION).inc(len(rows))
-        mismatched = int((~np.isclose(a, b, rtol=0, atol=1e-9)).any(axis=1).sum())
-        if mismatched:
-            self.metrics.skew_mismatches.labels(VERSION).inc(mismatched)
-            self.log.warning("training/serving skew", extra={"fields": {"rows": mismatched}})
+    def _score(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        """In-process callers only: HTTP requests are answered by FAST before BentoML's routes."""
+        return self.runtime.predict(self.runtime.frame(rows))
 
     @bentoml.api(route=names.ENDPOINT_PREDICT, input_spec=PatientFeatures, output_spec=Prediction)
     def predict(self, **row: Any) -> Prediction:
         """Predict disease progression for one patient."""
-        value = float(self._score([row], names.ENDPOINT_PREDICT)[0])
+        value = float(self._score([row])[0])
         return Prediction(prediction=value, model_version=VERSION)
 
     @bentoml.api(
@@ -133,19 +139,11 @@ class ModelService:
     def predict_batch(self, instances: list[Any]) -> BatchPrediction:
         """Predict for up to MAX_BATCH_SIZE patients at once."""
         rows = [r.model_dump() for r in instances]
-        values = self._score(rows, names.ENDPOINT_PREDICT_BATCH)
+        values = self._score(rows)
         return BatchPrediction(predictions=[float(v) for v in values], model_version=VERSION)
 
 
-# Added first = outermost: the guard buffers the body (size limit) that the shadow mirror re-sends.
-# (@bentoml.service adds add_asgi_middleware to the class at run time, out of the type checker's sight.)
-ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    RequestGuard,
-    max_body_bytes=names.MAX_REQUEST_BYTES,
-    on_reject=METRICS.reject,
-    access_log=LOG,
-    fields=frozenset([*SCHEMA.names, "instances"]),
-)
-ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    ShadowMirror, target_file=target_file_from_env(), metrics=METRICS
-)
+# Innermost of the service's ASGI middlewares: BentoML's request metrics (canary and SLO rules),
+# tracing and concurrency limit still run first. (@bentoml.service adds add_asgi_middleware to the
+# class at run time, out of the type checker's sight.)
+ModelService.add_asgi_middleware(FAST.wrap)  # type: ignore[attr-defined]

@@ -48,6 +48,7 @@ SERVING_MODULES = (
     "model/features.py",
     "serving/__init__.py",
     "serving/runtime.py",
+    "serving/fastpath.py",
     "serving/metrics.py",
     "serving/middleware.py",
     "serving/logs.py",
@@ -64,6 +65,9 @@ SERVING_REQUIREMENTS = (
     "joblib",
     "httpx",
     "prometheus-client",
+    # uvicorn, BentoML's HTTP server, uses them when installed: faster event loop and HTTP parsing
+    "uvloop",
+    "httptools",
 )
 NON_ROOT_UID = 10001
 LOCAL_REPOSITORY = "mlship-model"  # without a stack or --image-repository: a local image only

@@ -58,6 +58,8 @@ METRIC_PREDICTIONS = "mlship_predictions_total"
 # pipeline; mismatches between the online and offline feature vectors are counted.
 METRIC_SKEW_CHECKS = "mlship_skew_checks_total"
 METRIC_SKEW_MISMATCHES = "mlship_skew_mismatches_total"
+# Counter of requests whose model answered a non-finite value (NaN/inf): answered 500, never served.
+METRIC_NONFINITE_PREDICTIONS = "mlship_nonfinite_predictions_total"
 # Shadow phase (local environment, application-level mirroring done by the stable server):
 # calls to the candidate (label result="ok"|"error") and |candidate - stable| per request.
 METRIC_SHADOW_REQUESTS = "mlship_shadow_requests_total"
@@ -100,6 +102,11 @@ JOB_NODE = "node-exporter"  # the name kube-prometheus-stack's node rules and da
 
 # --- HTTP API --------------------------------------------------------------------------------------
 ENDPOINT_PREDICT = "/predict"
+# Idle keep-alive connections between the local router and the model servers: the servers
+# (`bentoml serve --timeout-keep-alive`) keep them open much longer than HAProxy keeps an idle pool
+# (`pool-purge-delay`), so HAProxy never sends a request on a connection the server is closing.
+SERVER_KEEP_ALIVE_S = 75
+ROUTER_IDLE_POOL_S = 5
 ENDPOINT_PREDICT_BATCH = "/predict_batch"
 MAX_BATCH_SIZE = 1000
 MAX_REQUEST_BYTES = 1_048_576  # enforced by the proxy (local) and the gateway (Kubernetes)

@@ -351,6 +351,9 @@ class LocalEnvironment:
             str(self.server_port(slot)),
             "--working-dir",
             str(project_root() / "bento"),
+            # longer than the router's idle pool (mlship/local/haproxy.py): no reuse race
+            "--timeout-keep-alive",
+            str(names.SERVER_KEEP_ALIVE_S),
         ]
         role = names.role_of(slot)
         env = {

@@ -39,18 +39,24 @@ def who_bmi_class(bmi: float) -> str:
 BMI_CLASS_RISK = {"underweight": 0.9, "normal": 1.0, "overweight": 1.3, "obese_i": 1.8, "obese_ii": 2.4}
 
 
-def _v1(frame: pd.DataFrame) -> np.ndarray:
-    return frame.loc[:, list(RAW_FEATURES)].to_numpy(dtype=np.float64)
+_BMI, _S1, _S3 = (RAW_FEATURES.index(n) for n in ("bmi", "s1", "s3"))
 
 
-def _v2(frame: pd.DataFrame) -> np.ndarray:
-    base = _v1(frame)
-    risk = np.array([BMI_CLASS_RISK[who_bmi_class(b)] for b in frame["bmi"]], dtype=np.float64)
-    tc_hdl = (frame["s1"] / frame["s3"]).to_numpy(dtype=np.float64)
-    return np.column_stack([base, risk, tc_hdl])
+def _v1(raw: np.ndarray) -> np.ndarray:
+    return raw
 
 
-TRANSFORMS: dict[str, Callable[[pd.DataFrame], np.ndarray]] = {"v1": _v1, "v2": _v2}
+def _v2(raw: np.ndarray) -> np.ndarray:
+    risk = np.array([BMI_CLASS_RISK[who_bmi_class(b)] for b in raw[:, _BMI].tolist()], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):  # x/0 -> inf/nan, refused below as in pandas
+        tc_hdl = raw[:, _S1] / raw[:, _S3]
+    return np.column_stack([raw, risk, tc_hdl])
+
+
+# Each transform takes the raw features as a float64 matrix with columns in RAW_FEATURES order: the
+# server builds that matrix straight from a validated request (no DataFrame for one row), training
+# from its DataFrame (``transform``); both then run this same code.
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"v1": _v1, "v2": _v2}
 OUTPUT_NAMES = {"v1": list(RAW_FEATURES), "v2": [*RAW_FEATURES, "bmi_class_risk", "tc_hdl_ratio"]}
 LATEST = "v1"
 
@@ -60,12 +66,23 @@ def transform(frame: pd.DataFrame, version: str) -> np.ndarray:
 
     Raises FeatureError when a row cannot be computed (the server answers 500: a server-side bug).
     """
+    if version not in TRANSFORMS:
+        raise ValueError(f"unknown feature version {version!r}; known: {sorted(TRANSFORMS)}")
+    try:
+        raw = frame.loc[:, list(RAW_FEATURES)].to_numpy(dtype=np.float64)
+    except KeyError as exc:
+        raise FeatureError(f"feature code {version} failed: {exc!r}") from exc
+    return transform_matrix(raw, version)
+
+
+def transform_matrix(raw: np.ndarray, version: str) -> np.ndarray:
+    """``transform`` for raw features already in a float64 matrix (columns in RAW_FEATURES order)."""
     try:
         fn = TRANSFORMS[version]
     except KeyError:
         raise ValueError(f"unknown feature version {version!r}; known: {sorted(TRANSFORMS)}") from None
     try:
-        matrix = fn(frame)
+        matrix = fn(raw)
     except (KeyError, ZeroDivisionError, ValueError) as exc:
         raise FeatureError(f"feature code {version} failed: {exc!r}") from exc
     if not np.isfinite(matrix).all():

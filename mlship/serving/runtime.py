@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,11 @@ class ModelRuntime:
     def frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         """Validated request rows -> DataFrame in schema order (the training data's layout)."""
         return pd.DataFrame.from_records(rows, columns=self.schema.names)
+
+    def raw_matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Validated request rows -> float64 matrix, columns in features.RAW_FEATURES order (no DataFrame:
+        the request path's layout; the skew check compares it against ``frame``'s)."""
+        return np.array([[r[c] for c in features.RAW_FEATURES] for r in rows], dtype=np.float64)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Features through the same code as training, then the estimator."""

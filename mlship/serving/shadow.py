@@ -16,13 +16,10 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from mlship import names
 from mlship.serving.metrics import ServiceMetrics
-from mlship.serving.middleware import ASGIApp, Message, Receive, Scope, Send
 
 # As patient as the router is with a served request (HAProxy `timeout server`).
 MIRROR_TIMEOUT_S = 15.0
@@ -61,33 +58,23 @@ class ShadowTarget:
 
 
 class ShadowMirror:
-    """After a 200 from a prediction endpoint, send the same request to the shadow candidate."""
+    """After a 200 from a prediction endpoint, send the same request to the shadow candidate.
 
-    def __init__(self, app: ASGIApp, *, target_file: str | None, metrics: ServiceMetrics) -> None:
-        self.app = app
+    Called by the prediction app (mlship/serving/fastpath.py) once its answer has been sent.
+    """
+
+    def __init__(self, *, target_file: str | None, metrics: ServiceMetrics) -> None:
         self.target = ShadowTarget(Path(target_file) if target_file else None)
         self.metrics = metrics
         self._client: httpx.AsyncClient | None = None
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = self.target.current() if scope["type"] == "http" else None
-        if target is None or scope["path"] not in (names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH):
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = {"status": 0, "body": b""}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-            elif message["type"] == "http.response.body" and state["status"] == 200:
-                state["body"] += message.get("body", b"")
-            await send(message)
-
-        await self.app(scope, receive, capture)
-        if state["status"] == 200 and "mlship.body" in scope:
-            self._spawn(target, scope["path"], scope["mlship.body"], state["body"])
+    def after(self, path: str, body: bytes, answer: bytes) -> None:
+        """``body`` was answered 200 with ``answer`` on ``path``: mirror it if a candidate is set."""
+        target = self.target.current()
+        if target is not None:
+            self._spawn(target, path, body, answer)
 
     def _spawn(self, target: tuple[str, str], path: str, body: bytes, answer: bytes) -> None:
         url, version = target

@@ -47,7 +47,9 @@ def test_served_predictions_equal_the_offline_ones_for_every_heldout_patient(ser
 def test_the_live_skew_check_runs_on_served_rows_and_finds_no_mismatch(served, models, heldout, monkeypatch):
     module, client = served
     version = models["baseline"].version
-    monkeypatch.setattr(module, "SKEW_CHECK_EVERY", 1)
+    monkeypatch.setattr(module.FAST, "skew_check_every", 1)
+    monkeypatch.setattr(module.FAST, "skew_batch_rows", 1)
+    module.FAST.flush_skew_check()  # rows sampled by earlier tests
     checks = metric(names.METRIC_SKEW_CHECKS, model_version=version)
     mismatches = metric(names.METRIC_SKEW_MISMATCHES, model_version=version)
     rows = rows_of(heldout[0].iloc[:25])
@@ -62,16 +64,18 @@ def test_serving_side_input_handling_that_drifts_is_counted_as_skew(served, mode
     """A serving path that rounds inputs to float32 (a classic skew bug) no longer matches training."""
     module, client = served
     version = models["baseline"].version
-    monkeypatch.setattr(module, "SKEW_CHECK_EVERY", 1)
-    original = ModelRuntime.frame
+    monkeypatch.setattr(module.FAST, "skew_check_every", 1)
+    monkeypatch.setattr(module.FAST, "skew_batch_rows", 1)
+    original = ModelRuntime.raw_matrix
+    sex = features.RAW_FEATURES.index("sex")
 
-    def float32_frame(self, rows):
-        frame = original(self, rows)
-        return frame.astype({c: np.float32 for c in frame.columns if c != "sex"}).astype(
-            {c: np.float64 for c in frame.columns if c != "sex"}
-        )
+    def float32_matrix(self, rows):
+        matrix = original(self, rows)
+        rounded = matrix.astype(np.float32).astype(np.float64)
+        rounded[:, sex] = matrix[:, sex]
+        return rounded
 
-    monkeypatch.setattr(ModelRuntime, "frame", float32_frame)
+    monkeypatch.setattr(ModelRuntime, "raw_matrix", float32_matrix)
     before = metric(names.METRIC_SKEW_MISMATCHES, model_version=version)
     rows = rows_of(heldout[0].iloc[:10])
     assert client.post(names.ENDPOINT_PREDICT_BATCH, json={"instances": rows}).status_code == 200

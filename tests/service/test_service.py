@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
@@ -129,10 +130,11 @@ def test_readiness_and_liveness(client):
     assert client.get("/livez").status_code == 200
 
 
-def test_logs_are_json_with_request_id_and_no_feature_values(client, valid_row, capfd):
+def test_logs_are_json_with_request_id_and_no_feature_values(service_module, client, valid_row, capfd):
     secret_bmi = 31.4159
     client.post("/predict", json={**valid_row, "bmi": secret_bmi}, headers={"x-request-id": "privacy-1"})
     client.post("/predict", json={**valid_row, "age": 999.125}, headers={"x-request-id": "privacy-2"})
+    service_module.FAST.access_log.flush()  # access lines are written in batches (at most 0.5 s late)
     out = capfd.readouterr()
     text = out.out + out.err
     assert "31.4159" not in text and "999.125" not in text, "raw feature values must never be logged"
@@ -146,3 +148,81 @@ def test_bentoml_does_not_log_rejected_values(service_module, client, valid_row,
     caplog.set_level(logging.DEBUG)
     client.post("/predict", json={**valid_row, "age": 777.5})
     assert "777.5" not in caplog.text
+
+
+def test_on_prediction_hooks_see_every_served_row_and_cannot_fail_a_request(
+    service_module, client, valid_row
+):
+    seen = []
+
+    def hook(rid, version, role, rows, predictions):
+        seen.append((rid, version, role, rows.shape, predictions.tolist()))
+
+    def broken(*_args):
+        raise RuntimeError("a hook with a bug")
+
+    service_module.on_prediction.extend([broken, hook])
+    try:
+        one = client.post("/predict", json=valid_row, headers={"x-request-id": "hook-1"})
+        many = client.post(
+            "/predict_batch", json={"instances": [valid_row] * 3}, headers={"x-request-id": "hook-2"}
+        )
+    finally:
+        service_module.on_prediction.remove(broken)
+        service_module.on_prediction.remove(hook)
+    assert one.status_code == 200 and many.status_code == 200
+    version = service_module.VERSION
+    assert seen == [
+        ("hook-1", version, "standalone", (1, len(valid_row)), [one.json()["prediction"]]),
+        ("hook-2", version, "standalone", (3, len(valid_row)), many.json()["predictions"]),
+    ]
+
+
+def test_a_non_finite_prediction_is_answered_500_and_counted(service_module, client, valid_row, monkeypatch):
+    # Stands in for a model that answers NaN on some input (a numerically broken release).
+    estimator = service_module.FAST.runtime.estimator
+    monkeypatch.setattr(estimator, "predict", lambda matrix: np.full(len(matrix), np.nan))
+    version = service_module.VERSION
+    before = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    response = client.post("/predict", json=valid_row)
+    assert response.status_code == 500
+    assert "nan" not in response.text.lower()
+    after = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    assert after == before + 1
+
+
+def test_batch_metrics_equal_row_by_row_metrics(service_module):
+    """/predict_batch counts bins and prediction buckets in bulk; the series must be those of one row at
+    a time (values on a bucket bound included)."""
+    import copy
+
+    from mlship.model import features
+    from mlship.serving.fastpath import _bins
+    from mlship.serving.metrics import HotMetrics
+
+    schema = service_module.SCHEMA
+    rng = np.random.default_rng(0)
+    edges = schema.edge_rows()[list(features.RAW_FEATURES)].to_numpy(float)
+    raw = edges[rng.integers(0, len(edges), 40)]
+    predictions = rng.uniform(0, 400, 40)
+    predictions[0] = schema.target.buckets[3]
+    columns = [_bins(schema, name) for name in features.RAW_FEATURES]
+    endpoints = ("/predict", "/predict_batch")
+    bulk_metrics, rows_metrics = copy.copy(service_module.METRICS), copy.copy(service_module.METRICS)
+    bulk_metrics.version, rows_metrics.version = "test-bulk", "test-rows"
+    HotMetrics(bulk_metrics, columns, endpoints).observe_rows(raw, predictions, "/predict_batch")
+    one_by_one = HotMetrics(rows_metrics, columns, endpoints)
+    for row, prediction in zip(raw, predictions, strict=True):
+        one_by_one.observe_row(row.tolist(), float(prediction), "/predict_batch")
+
+    def series(version: str) -> dict[str, float]:
+        out = {}
+        for line in generate_latest(REGISTRY).decode().splitlines():
+            if f'model_version="{version}"' in line and not line.startswith("#") and "_created" not in line:
+                key, value = line.rsplit(" ", 1)
+                out[key.replace(version, "")] = round(float(value), 6)
+        return out
+
+    bulk = series("test-bulk")
+    assert bulk == series("test-rows")
+    assert sum(v for k, v in bulk.items() if k.startswith("mlship_feature_bin_total")) == 40 * len(columns)
