@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from string import Template
 
 from mlship import names
+from mlship.canary.judge import judged_steps
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.state import RolloutState
 from mlship.k8s.naming import BACKEND_INDEX, ROUTED_ENDPOINTS
@@ -153,11 +154,10 @@ class Analyzer:
         )
 
     def observe(self, state: RolloutState, now: float) -> Observation:
-        """Counts since the analysis window began: the shadow phase, then the traffic phase."""
+        """The current step's own counts (the shadow phase is one step): never pooled across weights."""
         elapsed = now - state.analysis_started_at
         step_elapsed = now - state.step_started_at
-        window = max(MIN_WINDOW_S, math.ceil(elapsed))
-        step_window = max(MIN_WINDOW_S, math.ceil(step_elapsed))
+        window = step_window = max(MIN_WINDOW_S, math.ceil(step_elapsed))
         stable = self._role(names.ROLE_STABLE, window)
         shadow = state.phase == "shadow"
         if shadow:
@@ -184,6 +184,8 @@ class Analyzer:
             step_elapsed_s=step_elapsed,
             shadow=shadow,
             paired_abs_diff=paired,
+            judged_steps=len(judged_steps(state.steps)),
+            with_shadow=state.shadow,
         )
 
 

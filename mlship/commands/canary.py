@@ -213,9 +213,10 @@ def run(
     prometheus_url: PromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
 ) -> None:
-    """Start (or resume) a rollout and drive it until promoted or rolled back, with a live view.
+    """Start (or resume) a rollout and drive it until promoted, rolled back or expired, with a live view.
 
-    Exit code 0 when promoted, 10 when rolled back.
+    Exit code 0 when promoted, 10 when rolled back (evidence against the canary), 11 when expired (a
+    step ran out of time without evidence either way; the candidate was withdrawn).
     """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
@@ -241,6 +242,9 @@ def run(
     if state.phase == "rolled_back":
         # A pipeline must not go on to the next environment after a rollback.
         raise typer.Exit(ExitCode.ROLLED_BACK)
+    if state.phase == "expired":
+        # Not a verdict against the canary, but not a release either: the pipeline stops too.
+        raise typer.Exit(ExitCode.EXPIRED)
 
 
 def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
@@ -261,7 +265,7 @@ def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
 
 def _finish(state: RolloutState) -> None:
     png, page = write_report(state)
-    color = "green" if state.phase == "promoted" else "red"
+    color = {"promoted": "green", "expired": "yellow"}.get(state.phase, "red")
     console.print(f"[bold {color}]{state.phase}[/] {state.canary_version}: {state.reason}")
     console.print(f"report: {page} (plot {png})")
 

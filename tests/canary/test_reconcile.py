@@ -380,25 +380,25 @@ def test_a_step_change_the_backend_refuses_pauses_and_changes_nothing(world):
     assert backend.route.weight == 50 and not state.paused
 
 
-def test_a_failed_rollback_is_retried_never_undone(world):
+def test_a_failed_expiry_is_retried_never_undone(world):
     controller, backend, analyzer, clock = world
     rollout(controller, backend)
-    clock.advance(700)  # past max_step_seconds without samples: the judge rolls back
+    clock.advance(700)  # past max_step_seconds without samples: the rollout expires
     backend.refuse = RuntimeError("pulumi up failed: connection reset")
     state, verdict = controller.tick()
-    assert verdict.decision == "rollback" and state.phase == "progressing"
+    assert verdict.decision == "expire" and state.phase == "progressing"
     assert reconcile.rollback_pending(controller.store.load())
 
     backend.edit(weight=0)  # what a half-applied rollback leaves: no repair back towards the canary
     clock.advance(2)
     state, verdict = controller.tick()
-    assert verdict.decision == "rollback" and state.phase == "progressing"
+    assert verdict.decision == "expire" and state.phase == "progressing"
     assert "set_weight 10" not in backend.calls
 
     backend.refuse = None
     clock.advance(2)
     state, verdict = controller.tick()
-    assert state.phase == "rolled_back" and backend.route.canary_version is None
+    assert state.phase == "expired" and backend.route.canary_version is None
     assert analyzer.calls == 1  # judged once; the retries acted on the decision already taken
 
 
