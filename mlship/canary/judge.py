@@ -132,6 +132,8 @@ def judge(obs: Observation, cfg: CanaryConfig, gate: GateConfig | None = None) -
     if obs.step_canary_requests < required:
         missing.append(f"{_fmt_n(obs.step_canary_requests)}/{required} canary requests in this step")
     missing += [f"{s.name}: {s.missing}" for s in signals if not s.ready]
+    for role, counts in (("stable", obs.stable), ("canary", obs.canary)):
+        missing += [f"no data for {role} {what} (no series in Prometheus)" for what in counts.no_data]
     rejected = [s for s in signals if s.rejected]
     holding = [s for s in signals if s.beyond_limit and not s.rejected]
 

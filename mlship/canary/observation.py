@@ -39,6 +39,9 @@ class RoleCounts:
     rejected: float = 0.0  # inputs the model server rejected with 4xx (validation)
     latency: Histogram = field(default_factory=Histogram)  # model server request duration, seconds
     predictions: Histogram = field(default_factory=Histogram)  # predicted values
+    # Counts whose series do not exist in Prometheus ("requests", "errors", "rejections"): read as 0,
+    # and never a pass (the judge lists them as missing).
+    no_data: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

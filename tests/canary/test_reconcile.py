@@ -24,7 +24,6 @@ from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.publish import render
 from mlship.canary.state import RolloutState, StateStore, StepRecord
 from mlship.config import CanaryConfig, Config
-from mlship.promclient import Sample
 
 STABLE, CANARY = "a1a1a1a1a1a1", "b2b2b2b2b2b2"
 T0 = 1_800_000_000.0
@@ -220,16 +219,13 @@ def test_the_analysis_counts_the_step_from_the_repair(world):
     windows = []
 
     class Recording:
-        def scalar(self, expr: str, *, default: float | None = None) -> float:
-            windows.append((expr, int(expr.rsplit("[", 1)[1].split("s]")[0])))
-            return 0.0
-
-        def query(self, expr: str, *, time: float | None = None) -> list[Sample]:
+        def raw_samples(self, selector: str, seconds: int, *, time: float) -> list:
+            windows.append((selector, seconds))
             return []
 
     Analyzer(Recording(), LOCAL).observe(state, clock() + 40)  # type: ignore[arg-type]
-    step_query = LOCAL.render("requests", "canary", 40)
-    assert (step_query, 40) in windows  # 40 s since the repair, not 340 s since the step opened
+    step_query = LOCAL.selector(LOCAL.requests.alternatives[0][0], "canary")
+    assert (step_query, 41) in windows  # 40 s since the repair (+1 s), not 340 s since the step opened
 
 
 def test_mirroring_lost_in_the_shadow_phase_is_turned_back_on(world):
