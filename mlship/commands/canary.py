@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,7 @@ from mlship.canary.judge import Verdict
 from mlship.canary.report import write_report
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config, load_config
-from mlship.errors import ExitCode, RefusedError
+from mlship.errors import ConfigError, ExitCode, RefusedError
 from mlship.promclient import Prometheus
 
 app = typer.Typer(help="Canary releases: shadow, step, judge, promote or roll back.", no_args_is_help=True)
@@ -335,3 +336,97 @@ def _reconciliations(state: RolloutState, *, last: int) -> Table | str:
         when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(when, r.by, r.found, r.action, f"[{styles[r.result]}]{r.result}[/]")
     return table
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[
+        str, typer.Option(help="aa (identical versions), errors, latency or shift (predictions)")
+    ] = "aa",
+    rps: Annotated[float, typer.Option(help="user requests per second (mean)")] = 50.0,
+    runs: Annotated[int, typer.Option(min=1, help="rollouts to simulate")] = 20,
+    seed: Annotated[int, typer.Option(help="first seed; run i uses seed + i")] = 0,
+    stable_error_rate: Annotated[float, typer.Option(help="stable's error rate")] = 0.005,
+    canary_error_rate: Annotated[
+        float | None, typer.Option(help="canary's error rate (default: stable's; 0.05 for errors)")
+    ] = None,
+    latency_factor: Annotated[
+        float, typer.Option(help="latency scenario: canary this many times slower")
+    ] = 4.0,
+    shift: Annotated[float, typer.Option(help="shift scenario: predictions moved by this many sd")] = 1.0,
+    burst_error_rate: Annotated[
+        float, typer.Option(help="extra error rate both versions share in bursts")
+    ] = 0.0,
+    burst_seconds: Annotated[float, typer.Option(help="length of each shared burst, seconds")] = 10.0,
+    burst_period: Annotated[float, typer.Option(help="a shared burst every this many seconds")] = 120.0,
+    diurnal_swing: Annotated[
+        float, typer.Option(help="traffic swings by this share of --rps over an hour (0..1)")
+    ] = 0.0,
+    scrape_interval: Annotated[float, typer.Option(help="Prometheus scrape interval, seconds")] = 15.0,
+    scrape_lag: Annotated[float, typer.Option(help="seconds before a scrape is visible to queries")] = 1.0,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 10,25,50,100")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="the canary config from this file (default: ./mlship.yaml)")
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option(help="give up on a simulated rollout after this long")
+    ] = 7200.0,
+    as_json: Annotated[bool, typer.Option("--json", help="per-run endings and the medians and p90s")] = False,
+) -> None:
+    """What would rollouts do at this traffic? Simulated counters, scraped, through the real analysis.
+
+    Traffic is simulated; everything after the scrape is production code: the Analyzer's raw
+    counter differences and the judge. Nothing is deployed and no Prometheus is needed.
+    """
+    from mlship.canary import whatif
+
+    cfg = load_config(config).canary
+    try:
+        sc = whatif.scenario(
+            scenario,
+            rps=rps,
+            stable_error_rate=stable_error_rate,
+            canary_error_rate=canary_error_rate,
+            latency_factor=latency_factor,
+            shift_sd=shift,
+            steps=tuple(_parse_steps(steps) or ()) or None,
+            burst_error_rate=burst_error_rate,
+            burst_seconds=burst_seconds,
+            burst_period=burst_period,
+            diurnal_swing=diurnal_swing,
+            max_seconds=max_seconds,
+        )
+        scraping = whatif.Scraping(scrape_interval, scrape_lag)
+        if scrape_interval <= 0 or scrape_lag < 0:
+            raise ValueError("--scrape-interval must be > 0 and --scrape-lag >= 0")
+    except ValueError as exc:
+        raise ConfigError(f"canary simulate: {exc}") from None
+    done = [0]
+
+    def progress(outcome: whatif.Outcome) -> None:
+        done[0] += 1
+        err.print(f"simulated {done[0]}/{runs} (seed {outcome.seed}: {outcome.ending})", end="\r")
+
+    outcomes = whatif.run_many(sc, cfg, runs, seed, scraping, on_run=None if as_json else progress)
+    if not as_json:
+        err.print()
+    result = {"scenario": sc.name, "rps": rps, "scrape_interval": scrape_interval, **whatif.summary(outcomes)}
+    if as_json:
+        typer.echo(json.dumps({**result, "per_run": [whatif.run_dict(o) for o in outcomes]}, indent=2))
+        return
+    table = Table(title=f"{runs} simulated rollouts: {sc.name}, {rps:g} req/s, scrape {scrape_interval:g}s")
+    for col in ("ending", "runs", "total requests (median / p90)", "canary requests", "seconds"):
+        table.add_column(col)
+    for ending, n in result["endings"].items():
+        if not n:
+            continue
+        row = result[ending]
+        table.add_row(
+            ending,
+            str(n),
+            *(
+                f"{row[k]['median']:.0f} / {row[k]['p90']:.0f}"
+                for k in ("total_requests", "canary_requests", "seconds")
+            ),
+        )
+    console.print(table)
