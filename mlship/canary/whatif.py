@@ -9,11 +9,13 @@ judge every ``poll_seconds``. Traffic follows :class:`~mlship.canary.simulate.Sc
 arrivals, the step's weight, shared error bursts, a diurnal swing).
 
 The judge runs only when a new scrape became visible (or the step's time ran out): between scrapes
-the observation, so the verdict, cannot change.
+the observation, so the verdict, cannot change. The simulated counters never reset (the Analyzer's
+reset handling is tested against a real Prometheus in tests/canary/test_counter_resets.py).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -89,12 +91,14 @@ class ScrapedPrometheus:
     def __init__(self, lag: float) -> None:
         self.lag = lag
         self.series: dict[str, dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]] = {}
+        self.times: list[float] = []  # scrape timestamps (every series is scraped at each of them)
 
     def _add(self, selector: str, labels: dict[str, str], t: float, value: float) -> None:
         key = tuple(sorted(labels.items()))
         self.series.setdefault(selector, {}).setdefault(key, []).append((t, value))
 
     def scrape(self, t: float, roles: dict[str, _Role]) -> None:
+        self.times.append(t)
         for role, counts in roles.items():
             sel = _selectors(role)
             ok = float(counts.requests - counts.errors)
@@ -116,9 +120,18 @@ class ScrapedPrometheus:
 
     def raw_samples(self, selector: str, seconds: int, *, time: float) -> Series:
         visible = time - self.lag
+        first = bisect.bisect_right(self.times, time - seconds)
+        last = bisect.bisect_right(self.times, visible)
         out: Series = []
         for key, samples in self.series.get(selector, {}).items():
-            kept = [(t, v) for t, v in samples[-(seconds + 2) :] if time - seconds < t <= visible]
+            # A series born at a later scrape (the first rejection) has fewer samples: align from the end.
+            offset = len(self.times) - len(samples)
+            kept = samples[max(0, first - offset) : max(0, last - offset)]
+            if len(kept) > 3:
+                # The simulated counters never reset, so the increase over the window is carried by its
+                # ends: the first two samples (the Analyzer drops one before the step began) and the
+                # last. Answering with them keeps a query O(1) however long the step.
+                kept = [*kept[:2], kept[-1]]
             if kept:
                 out.append((dict(key), kept))
         return out
