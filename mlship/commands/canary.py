@@ -120,6 +120,7 @@ def start(
     """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
+    _check_plan(controller, _parse_steps(steps))
     state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
     _print_forced(state.forced)
     where = "shadow (mirrored traffic)" if state.phase == "shadow" else f"{state.weight}% of traffic"
@@ -231,6 +232,7 @@ def run(
                 )
             err.print(f"resuming rollout {state.rollout_id} ({state.phase}, weight {state.weight}%)")
         else:
+            _check_plan(controller, _parse_steps(steps))
             state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
             _print_forced(state.forced)
         state = drive(controller, quiet=as_json)
@@ -430,3 +432,79 @@ def simulate(
             ),
         )
     console.print(table)
+
+
+def _check_plan(controller: Controller, steps: list[int] | None) -> None:
+    """Before anything changes: warn when today's traffic cannot bring a step to a decision in time."""
+    from mlship.canary.plan import live_rps, make_plan
+
+    rps = live_rps(controller.prom, controller.analyzer.q)
+    if rps is None or rps <= 0:
+        err.print(
+            "[yellow]plan:[/] no request rate measured in the last 10 min: cannot tell how long steps take"
+        )
+        return
+    for warning in make_plan(controller.config.canary, rps, steps=steps).warnings:
+        err.print(f"[yellow]plan:[/] {warning} (`mlship canary plan`)", soft_wrap=True)
+
+
+@app.command()
+def plan(
+    rps: Annotated[
+        float | None, typer.Option(help="user requests per second (default: measured over the last 10 min)")
+    ] = None,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 10,25,50,100")] = None,
+    stable_error_rate: Annotated[
+        float, typer.Option(help="stable's error rate, for the detection estimate")
+    ] = 0.005,
+    effect: Annotated[
+        float, typer.Option(help="detect a canary with this many times stable's error rate")
+    ] = 10.0,
+    env: EnvOption = None,
+    prometheus_url: PromOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How long each step needs at today's traffic, and whether the config lets a rollout decide.
+
+    Per judged step (weights below 100): the canary's request rate and the seconds to gather
+    canary.min_samples, against canary.max_step_seconds; and the requests and seconds the errors test
+    needs at the first step to roll back a canary with --effect times stable's error rate.
+    """
+    from mlship.canary.plan import live_rps, make_plan
+
+    config = load_config()
+    if rps is None:
+        controller = build_controller(config, env, prometheus_url)
+        measured = live_rps(controller.prom, controller.analyzer.q)
+        if measured is None:
+            raise RefusedError(
+                f"Prometheus at {controller.prom.url} is unreachable: pass today's rate with --rps"
+            )
+        rps = measured
+    try:
+        result = make_plan(
+            config.canary, rps, steps=_parse_steps(steps), stable_error_rate=stable_error_rate, effect=effect
+        )
+    except ValueError as exc:
+        raise ConfigError(f"canary plan: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(title=f"canary plan at {rps:.3g} req/s (max {config.canary.max_step_seconds:g}s a step)")
+    for col in ("step", "canary req/s", f"seconds to {config.canary.min_samples} canary requests", "fits"):
+        table.add_column(col)
+    for s in result.steps:
+        fits = "[red]no: expires[/]" if not s.fits else ("[yellow]at risk[/]" if s.at_risk else "yes")
+        table.add_row(f"{s.weight}%", f"{s.canary_rps:.3g}", f"{s.seconds_to_samples:.0f}", fits)
+    console.print(table)
+    console.print(f"a canary as good as stable: promoted after ~{result.seconds_to_promote:.0f}s")
+    if result.detection_requests is not None:
+        console.print(
+            f"a canary with {effect:g}x stable's {100 * stable_error_rate:.3g}% errors: rolled back at the "
+            f"first step after ~{result.detection_requests:.0f} requests "
+            f"(~{result.detection_seconds or 0:.0f}s, "
+            f"{result.detection_errors:.0f} errors), expected path",
+            soft_wrap=True,
+        )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
