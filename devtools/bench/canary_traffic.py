@@ -101,10 +101,17 @@ def _runs(
     return out
 
 
-def aa_grid(cfg: CanaryConfig, runs: int, progress: Progress) -> list[dict[str, Any]]:
+def aa_grid(
+    cfg: CanaryConfig,
+    runs: int,
+    progress: Progress,
+    scrapes: Sequence[float],
+    rates: Sequence[float],
+    on_cell: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
     rows = []
-    for scrape in SCRAPES:
-        for rps in RATES:
+    for scrape in scrapes:
+        for rps in rates:
             sc = whatif.scenario("aa", rps=rps, **BURSTS)
             scraping = whatif.Scraping(scrape, 1.0)
             started = time.process_time()
@@ -115,6 +122,8 @@ def aa_grid(cfg: CanaryConfig, runs: int, progress: Progress) -> list[dict[str, 
             rows.append(
                 {"rps": rps, "scrape_s": scrape, **endings(outcomes), "cpu_s": time.process_time() - started}
             )
+            if on_cell is not None:  # a long grid leaves its finished cells behind as it goes
+                on_cell(rows)
     return rows
 
 
@@ -160,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="30 runs per case (smoke test)")
     parser.add_argument("--runs", type=int, default=None, help="runs per case (default 300)")
     parser.add_argument("--skip-flagger", action="store_true", help="skip the Flagger grid")
+    parser.add_argument("--skip-detection", action="store_true", help="A/A only")
+    parser.add_argument(
+        "--scrapes", type=float, nargs="*", default=list(SCRAPES), help="A/A scrape intervals"
+    )
+    parser.add_argument("--rates", type=float, nargs="*", default=list(RATES), help="A/A request rates")
+    parser.add_argument("--out", default="canary_traffic", help="name of the JSON file written")
     args = parser.parse_args(argv)
     runs = args.runs or (30 if args.quick else 300)
     cfg = load_config().canary
@@ -168,9 +183,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"canary_config": cfg.model_dump(), "runs": runs, "conditions": BURSTS}
     bad = whatif.scenario("errors", rps=50, steps=DETECTION_STEPS)
     with Progress(console=Console(stderr=True), transient=True) as progress:
-        report["aa"] = aa_grid(cfg, runs, progress)
+        partial = state_dir() / "bench" / f"{args.out}.partial.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        report["aa"] = aa_grid(
+            cfg, runs, progress, args.scrapes, args.rates,
+            on_cell=lambda rows: partial.write_text(json.dumps(rows, indent=2), encoding="utf-8"),
+        )  # fmt: skip
         detection = {}
-        for scrape in SCRAPES:
+        for scrape in () if args.skip_detection else SCRAPES:
             scraping = whatif.Scraping(scrape, 1.0)
             out = _runs(
                 progress, f"errors 5% vs 0.5%, scrape {scrape:g}s", runs,
@@ -178,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )  # fmt: skip
             detection[f"scrape_{scrape:g}s"] = endings(out)
         report["errors"] = detection
-        for kind in ("latency", "shift"):
+        for kind in () if args.skip_detection else ("latency", "shift"):
             sc = whatif.scenario(kind, rps=50, steps=DETECTION_STEPS)
             n = max(10, runs // 3)
             out = _runs(
@@ -195,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     summarize(report, console)
     out_dir = state_dir() / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "canary_traffic.json"
+    path = out_dir / f"{args.out}.json"
     path.write_text(json.dumps(report, indent=2) + os.linesep, encoding="utf-8")
     console.print(f"wrote {path} ({report['cpu_seconds']:.0f}s CPU)")
     return report
@@ -219,7 +239,9 @@ def summarize(report: dict[str, Any], console: Console) -> None:
     for col in ("case", "detected", "median", "p90", "canary median", "seconds median"):
         table.add_column(col, justify="right")
     cases = [(f"errors 5% vs 0.5%, {k}", v) for k, v in report["errors"].items()]
-    cases += [("latency 4x", report["latency"]), ("shift 1 sd", report["shift"])]
+    cases += [
+        (label, report[k]) for k, label in (("latency", "latency 4x"), ("shift", "shift 1 sd")) if k in report
+    ]
     best = None
     for row in report.get("flagger", []):
         if "errors" in row and row["errors"]["rollback_total_requests"]["median"] is not None:
