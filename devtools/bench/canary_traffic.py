@@ -107,7 +107,7 @@ def aa_grid(
     progress: Progress,
     scrapes: Sequence[float],
     rates: Sequence[float],
-    on_cell: Callable[[list[dict[str, Any]]], None] | None = None,
+    on_cell: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for scrape in scrapes:
