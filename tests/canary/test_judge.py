@@ -265,3 +265,16 @@ def test_the_false_rollback_budget_is_split_between_stages_without_exceeding_the
 def test_an_impossible_observation_is_refused_naming_the_field(canary, message):
     with pytest.raises(ValueError, match=message):
         judge(observe(RoleCounts(requests=10), canary, step_canary=0), CFG)
+
+
+@pytest.mark.parametrize("short", ["stable", "canary"])
+def test_both_arms_need_enough_latency_and_prediction_observations(rng, short):
+    # Either arm short of observations keeps the step waiting (not only when both are).
+    few, many = role(rng, 150), role(rng, 3000)
+    stable, canary = (few, many) if short == "stable" else (many, few)
+    weight = 95 if short == "stable" else 5  # the traffic split that gives those counts
+    verdict = judge(observe(stable, canary, step_canary=400, weight=weight), CFG)
+    assert verdict.decision == "wait"
+    for signal in ("latency", "predictions"):
+        assert not verdict.evidence["signals"][signal]["ready"], signal
+        assert any(m.startswith(f"{signal}: ") and "need 200 each" in m for m in verdict.evidence["missing"])
