@@ -72,7 +72,7 @@ class CanaryConfig(_Strict):
     # Minimum canary requests observed in a step before it may advance (never wall-clock).
     min_samples: Annotated[int, Field(ge=10)] = 200
     # Give up on a step (rollback, "no data is never a pass") after this long without enough samples.
-    max_step_seconds: Annotated[float, Field(gt=0)] = 1200.0
+    max_step_seconds: Annotated[float, Field(gt=0)] = 600.0
     # Type-I error of the whole rollout: probability of rolling back a canary that is as good as stable.
     false_rollback_rate: Probability = 0.01
     # Shadow phase and the CanaryErrorsAboveStable alert: canary error rate may exceed stable's by this much.
