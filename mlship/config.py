@@ -75,14 +75,19 @@ class CanaryConfig(_Strict):
     max_step_seconds: Annotated[float, Field(gt=0)] = 600.0
     # Type-I error of the whole rollout: probability of rolling back a canary that is as good as stable.
     false_rollback_rate: Probability = 0.01
-    # Canary error rate may exceed stable by this much before it counts as worse.
+    # Shadow phase and the CanaryErrorsAboveStable alert: canary error rate may exceed stable's by this much.
     error_rate_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.005
+    # Traffic steps: the canary's error rate may be up to this many times stable's (1: not worse at all).
+    # Tested on which arm each error lands on given the step's weight, so outages both arms share cancel.
+    error_ratio_limit: Annotated[float, Field(ge=1.0)] = 1.5
     # Canary latency (same quantile) may be this many times stable's before it counts as worse.
     latency_ratio_limit: Annotated[float, Field(gt=1.0)] = 1.5
     latency_quantile: Probability = 0.99
     # Population stability index between canary and stable predictions above which they differ.
     prediction_psi_limit: Annotated[float, Field(gt=0.0)] = 0.2
     rejection_rate_margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
+    # Traffic steps: the canary's input-rejection rate may be up to this many times stable's.
+    rejection_ratio_limit: Annotated[float, Field(ge=1.0)] = 2.0
     poll_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     # Shadow phase: mirrored requests the candidate must answer before users see it.
     shadow_samples: Annotated[int, Field(ge=10)] = 300
@@ -90,8 +95,11 @@ class CanaryConfig(_Strict):
     @field_validator("steps")
     @classmethod
     def _increasing_to_100(cls, steps: list[int]) -> list[int]:
-        if not steps or steps != sorted(set(steps)) or steps[-1] != 100:
-            raise ValueError("steps must be strictly increasing percentages ending at 100")
+        if not steps or steps != sorted(set(steps)) or steps[-1] != 100 or steps[0] >= 100:
+            raise ValueError(
+                "steps must be strictly increasing percentages ending at 100, with at least one below 100 "
+                "(the canary is judged against stable at every weight below 100; 100 is the promotion)"
+            )
         return steps
 
 

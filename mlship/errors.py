@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     SCORE_TOO_LOW = 8  # `mlship score --fail-under` was not reached
     MODEL_VETOED = 9  # the quality gate vetoed the model (`mlship model validate`)
     ROLLED_BACK = 10  # `mlship canary run` ended with the canary rolled back
+    EXPIRED = 11  # `mlship canary run` ended expired: no evidence either way in time, candidate withdrawn
     INTERRUPTED = 130  # Ctrl-C; a rollout stays where it is and `canary run` resumes it
 
 

@@ -63,6 +63,17 @@ class Prometheus:
             return [Sample({}, float(data["result"][1]))]
         return [Sample(dict(r["metric"]), float(r["value"][1])) for r in data["result"]]
 
+    def raw_samples(self, selector: str, seconds: int, *, time: float) -> list[tuple[dict[str, str], list]]:
+        """Every scraped sample of the series of ``selector`` in ``(time - seconds, time]``.
+
+        A range-vector selector evaluated as an instant query: Prometheus returns the stored samples
+        themselves, without the extrapolation of ``increase()``.
+        """
+        data = self._get("/api/v1/query", {"query": f"{selector}[{seconds}s]", "time": time})
+        if data["resultType"] != "matrix":
+            raise MlshipError(f"Prometheus answered {data['resultType']} to the range selector {selector}")
+        return [(dict(r["metric"]), [(float(t), float(v)) for t, v in r["values"]]) for r in data["result"]]
+
     def scalar(self, expr: str, *, default: float | None = None) -> float | None:
         """Sum of the query's samples, or ``default`` when it returns nothing."""
         samples = self.query(expr)

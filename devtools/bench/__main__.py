@@ -17,6 +17,7 @@ from rich.console import Console
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "service": ([], ["--quick"]),
     "canary_detection": ([], ["--quick"]),
+    "canary_traffic": ([], ["--quick"]),
     "drift_detection": ([], ["--quick"]),
     "pulumi_render": ([], []),
 }

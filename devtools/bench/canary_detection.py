@@ -113,7 +113,7 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
 
 
 def summarize(outcomes: Sequence[Outcome], bad: bool) -> dict[str, Any]:
-    rolled = [o for o in outcomes if o.ending == "rollback"]
+    rolled = [o for o in outcomes if o.ending == "rolled_back"]
     k, n = len(rolled), len(outcomes)
     low, high = clopper_pearson(k, n)
     row: dict[str, Any] = {
@@ -121,7 +121,8 @@ def summarize(outcomes: Sequence[Outcome], bad: bool) -> dict[str, Any]:
         "rollbacks": k,
         "rollback_rate": k / n,
         "rollback_rate_ci95": [low, high],
-        "promotions": sum(o.ending == "promote" for o in outcomes),
+        "promotions": sum(o.ending == "promoted" for o in outcomes),
+        "expired": sum(o.ending == "expired" for o in outcomes),
         "timeouts": sum(o.ending == "timeout" for o in outcomes),
         "triggers": sorted({t for o in rolled for t in o.triggered_by}),
     }
@@ -132,7 +133,7 @@ def summarize(outcomes: Sequence[Outcome], bad: bool) -> dict[str, Any]:
     ):
         row[f"{label}_median"] = float(np.median(values)) if values else None
         row[f"{label}_p90"] = float(np.percentile(values, 90)) if values else None
-    promoted = [o.seconds for o in outcomes if o.ending == "promote"]
+    promoted = [o.seconds for o in outcomes if o.ending == "promoted"]
     row["seconds_to_promote_median"] = float(np.median(promoted)) if promoted else None
     if bad:
         row["rollback_total_requests"] = [o.total_requests for o in rolled]

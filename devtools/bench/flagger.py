@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlship.canary import stats
-from mlship.canary.judge import PHASE_SHARE, SIGNAL_SHARE
+from mlship.canary.judge import FIRST_STEP_SHARE, SIGNAL_SHARE, judged_steps
 from mlship.canary.observation import INF
 from mlship.canary.simulate import Outcome, Scenario, _outcome, _Traffic
 from mlship.config import CanaryConfig
@@ -35,7 +35,7 @@ def run_oracle_sprt(scenario: Scenario, cfg: CanaryConfig, seed: int) -> Outcome
     p1 = scenario.canary.error_rate
     if not p0 < p1 < 1.0:
         raise ValueError(f"the oracle needs stable rate + margin ({p0}) < canary rate ({p1}) < 1")
-    alpha = cfg.false_rollback_rate * PHASE_SHARE["canary"] * SIGNAL_SHARE["canary"]["errors"]
+    alpha = cfg.false_rollback_rate * FIRST_STEP_SHARE * SIGNAL_SHARE["canary"]["errors"]
     threshold = math.log(1.0 / alpha)
     step_error, step_ok = math.log(p1 / p0), math.log((1.0 - p1) / (1.0 - p0))
     traffic = _Traffic(scenario, rng)
@@ -45,7 +45,9 @@ def run_oracle_sprt(scenario: Scenario, cfg: CanaryConfig, seed: int) -> Outcome
         t += cfg.poll_seconds
         c = traffic.canary
         if c.errors * step_error + (c.requests - c.errors) * step_ok >= threshold:
-            return _outcome("oracle", scenario, seed, "rollback", "SPRT boundary", t, traffic, 0, ("errors",))
+            return _outcome(
+                "oracle", scenario, seed, "rolled_back", "SPRT boundary", t, traffic, 0, ("errors",)
+            )
     return _outcome("oracle", scenario, seed, "timeout", "simulation time limit", t, traffic, 0)
 
 
@@ -81,7 +83,8 @@ def run_flagger(
 ) -> Outcome:
     """Roll ``scenario`` out under the Flagger-style rule (traffic simulated every ``poll_seconds``)."""
     rng = np.random.default_rng(seed)
-    steps = tuple(scenario.steps or steps or CanaryConfig().steps)
+    # Flagger promotes from its maxWeight, below 100 %: the same judged steps as mlship's.
+    steps = judged_steps(scenario.steps or steps or CanaryConfig().steps)
     traffic = _Traffic(scenario, rng)
     shadow = scenario.shadow
     step = -1 if shadow else 0
@@ -99,14 +102,14 @@ def run_flagger(
         if failed >= rule.threshold:
             reason = f"failed checks threshold reached {failed}"
             return _outcome(
-                "flagger", scenario, seed, "rollback", reason, t, traffic, step, ("failed_checks",)
+                "flagger", scenario, seed, "rolled_back", reason, t, traffic, step, ("failed_checks",)
             )
         if _flagger_check_fails(rule, window.delta()):
             failed += 1
         elif shadow:
             shadow, step = False, 0
         elif step == len(steps) - 1:
-            return _outcome("flagger", scenario, seed, "promote", "analysis passed", t, traffic, step)
+            return _outcome("flagger", scenario, seed, "promoted", "analysis passed", t, traffic, step)
         else:
             step += 1
         window = _Window(traffic)

@@ -1,45 +1,89 @@
 """Read a rollout's signals from Prometheus and turn them into an Observation for the judge.
 
-Counts are `increase()` over the rollout's (or the step's) elapsed time, so they are cumulative since
-the rollout began whatever happened to the counters before. The error rate comes from the router: it
-also counts connection failures and timeouts that the canary itself never reports. In the shadow
+Counts are the raw differences of the scraped counters since the current step began: every stored
+sample of every series from the first one scraped at or after the step's start, a counter that went
+down (a restarted process) counted from 0 again. Never ``increase()``, which extrapolates its window
+to the edges (x1.1 at the median, x1.4 at p90 with a 15 s scrape, inflating every likelihood ratio),
+and never the traffic between the last scrape before the step and its start (the previous step's, at
+another weight). A count whose series do not exist at all is "no data", not 0 (except counters that
+only appear with their first event, ``Count.absent_is_zero``). The error rate comes from the router:
+it also counts connection failures and timeouts that the canary itself never reports. In the shadow
 phase the candidate's traffic is the stable server's mirrored calls, and the paired |difference|
 histogram gives a direct differential test.
+
+Each count is declared once (:class:`Count`, :class:`Buckets`): the Analyzer reads it as raw samples,
+and ``Queries.render`` writes the same count as PromQL (alerts, dashboards, the promtool tests of the
+Kubernetes combination).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from string import Template
 
 from mlship import names
+from mlship.canary.judge import judged_steps
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.state import RolloutState
 from mlship.k8s.naming import BACKEND_INDEX, ROUTED_ENDPOINTS
 from mlship.promclient import Prometheus
 
-# Prometheus needs two samples inside a window; below this there is no data yet.
-MIN_WINDOW_S = 6
+
+@dataclass(frozen=True)
+class Count:
+    """A count: the larger of its alternatives, each the sum of its terms' counters (series selectors).
+
+    Selectors are templates with ``$role`` (stable|canary) and ``$backend`` (the role's backend index).
+    """
+
+    alternatives: tuple[tuple[str, ...], ...]
+    # The counters are created with their first event (labels such as a 5xx code or a rejection reason):
+    # no series means none happened yet, as long as the role's requests have series.
+    absent_is_zero: bool = False
+
+    def promql(self) -> str:
+        sums = [" + ".join(f"sum(increase({term}[$w]))" for term in terms) for terms in self.alternatives]
+        if len(sums) == 1:
+            return sums[0]
+        if len(sums) == 2:
+            return _larger(*sums)
+        raise ValueError("a Count takes the larger of at most two alternatives")
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """A histogram: the ``_bucket`` series of one selector, summed by ``le``."""
+
+    selector: str
+
+    def promql(self) -> str:
+        return f"sum by (le) (increase({self.selector}[$w]))"
 
 
 @dataclass(frozen=True)
 class Queries:
-    """PromQL per signal, as templates with ``$role`` (stable|canary) and ``$w`` (window, seconds)."""
+    """Each signal's count, per role."""
 
-    requests: str
-    errors: str
-    rejected: str
-    latency: str
-    predictions: str
-    shadow_requests: str
-    shadow_errors: str
+    requests: Count
+    errors: Count
+    rejected: Count
+    latency: Buckets
+    predictions: Buckets
+    shadow_requests: Count
+    shadow_errors: Count
     # Paired |candidate - stable| per mirrored request; None where the mirror cannot pair them (a
     # gateway's RequestMirror discards the candidate's answer, so only the distributions are compared).
-    shadow_diff: str | None
+    shadow_diff: Buckets | None
+
+    def selector(self, template: str, role: str) -> str:
+        return Template(template).substitute(role=role, backend=BACKEND_INDEX[role])
 
     def render(self, name: str, role: str, window: int) -> str:
-        return Template(getattr(self, name)).substitute(role=role, w=f"{window}s")
+        """The count as PromQL over the last ``window`` seconds (``increase()``: for alerts and checks)."""
+        promql = getattr(self, name).promql()
+        return Template(promql).substitute(role=role, backend=BACKEND_INDEX[role], w=f"{window}s")
 
 
 # Router servers are named by slot: `stable` and `stable-2` both serve the stable role.
@@ -48,22 +92,23 @@ _R = names.METRIC_ROUTER_RESPONSES
 _C = names.METRIC_ROUTER_CONN_ERRORS
 _E = names.METRIC_ROUTER_RESP_ERRORS
 LOCAL = Queries(
-    requests=f"sum(increase({_R}{{{_ROUTER}}}[$w])) + sum(increase({_C}{{{_ROUTER}}}[$w]))",
-    errors=(
-        f'sum(increase({_R}{{{_ROUTER},code="5xx"}}[$w])) + sum(increase({_C}{{{_ROUTER}}}[$w]))'
-        f" + sum(increase({_E}{{{_ROUTER}}}[$w]))"
+    # HAProxy exports every response class and error counter of a server from its start: no series
+    # means the router is not scraped (no data), never "no errors".
+    requests=Count(((f"{_R}{{{_ROUTER}}}", f"{_C}{{{_ROUTER}}}"),)),
+    errors=Count(((f'{_R}{{{_ROUTER},code="5xx"}}', f"{_C}{{{_ROUTER}}}", f"{_E}{{{_ROUTER}}}"),)),
+    rejected=Count(((f'{names.METRIC_REJECTED}{{role="$role"}}',),), absent_is_zero=True),
+    latency=Buckets(
+        f"{names.METRIC_BENTO_DURATION}_bucket"
+        f'{{role="$role",endpoint="{names.ENDPOINT_PREDICT}",http_response_code="200"}}'
     ),
-    rejected=f'sum(increase({names.METRIC_REJECTED}{{role="$role"}}[$w]))',
-    latency=(
-        f"sum by (le) (increase({names.METRIC_BENTO_DURATION}_bucket"
-        f'{{role="$role",endpoint="{names.ENDPOINT_PREDICT}",http_response_code="200"}}[$w]))'
-    ),
-    predictions=f'sum by (le) (increase({names.METRIC_PREDICTION}_bucket{{role="$role"}}[$w]))',
+    predictions=Buckets(f'{names.METRIC_PREDICTION}_bucket{{role="$role"}}'),
     # Mirrored calls the stable server made (result ok|error); "dropped" (its own back-pressure,
     # never sent) counts neither as a request nor as an error of the candidate.
-    shadow_requests=f'sum(increase({names.METRIC_SHADOW_REQUESTS}{{role="stable",result=~"ok|error"}}[$w]))',
-    shadow_errors=f'sum(increase({names.METRIC_SHADOW_REQUESTS}{{role="stable",result="error"}}[$w]))',
-    shadow_diff=f'sum by (le) (increase({names.METRIC_SHADOW_ABS_DIFF}_bucket{{role="stable"}}[$w]))',
+    shadow_requests=Count(((f'{names.METRIC_SHADOW_REQUESTS}{{role="stable",result=~"ok|error"}}',),)),
+    shadow_errors=Count(
+        ((f'{names.METRIC_SHADOW_REQUESTS}{{role="stable",result="error"}}',),), absent_is_zero=True
+    ),
+    shadow_diff=Buckets(f'{names.METRIC_SHADOW_ABS_DIFF}_bucket{{role="stable"}}'),
 )
 
 # --- Kubernetes ----------------------------------------------------------------------------------
@@ -84,14 +129,6 @@ ENVOY_RESPONSES = "envoy_cluster_upstream_rq_xx"  # label envoy_response_code_cl
 _B = names.METRIC_BENTO_REQUESTS
 
 
-class KubernetesQueries(Queries):
-    """``Queries`` with ``$backend``: the role's index in the route's backendRefs."""
-
-    def render(self, name: str, role: str, window: int) -> str:
-        backend = BACKEND_INDEX[role]
-        return Template(getattr(self, name)).substitute(role=role, w=f"{window}s", backend=backend)
-
-
 def _larger(a: str, b: str) -> str:
     """max(a, b) of two one-element sums, either possibly without series (then 0)."""
     return f"((({a}) or vector(0)) > (({b}) or vector(0)) or (({b}) or vector(0)))"
@@ -104,97 +141,145 @@ def kubernetes_queries(model: str, namespace: str) -> Queries:
     rule = ROUTED_ENDPOINTS.index(names.ENDPOINT_PREDICT)
     gateway = f'envoy_cluster_name="httproute/{namespace}/{model}/rule/{rule}/backend/$backend"'
     mirrored = f'{scope},role="{names.ROLE_CANARY}",endpoint="{names.ENDPOINT_PREDICT}"'
-    return KubernetesQueries(
-        requests=_larger(
-            f"sum(increase({_B}{{{server}}}[$w]))", f"sum(increase({ENVOY_RESPONSES}{{{gateway}}}[$w]))"
+    return Queries(
+        requests=Count(((f"{_B}{{{server}}}",), (f"{ENVOY_RESPONSES}{{{gateway}}}",))),
+        errors=Count(
+            (
+                (f'{_B}{{{server},http_response_code=~"5.."}}',),
+                (f'{ENVOY_RESPONSES}{{{gateway},envoy_response_code_class="5"}}',),
+            ),
+            absent_is_zero=True,  # both exporters create a 5xx series with its first 5xx
         ),
-        errors=_larger(
-            f'sum(increase({_B}{{{server},http_response_code=~"5.."}}[$w]))',
-            f'sum(increase({ENVOY_RESPONSES}{{{gateway},envoy_response_code_class="5"}}[$w]))',
-        ),
-        rejected=f'sum(increase({names.METRIC_REJECTED}{{{scope},role="$role"}}[$w]))',
-        latency=(
-            f"sum by (le) (increase({names.METRIC_BENTO_DURATION}_bucket"
-            f'{{{server},http_response_code="200"}}[$w]))'
-        ),
-        predictions=f'sum by (le) (increase({names.METRIC_PREDICTION}_bucket{{{scope},role="$role"}}[$w]))',
+        rejected=Count(((f'{names.METRIC_REJECTED}{{{scope},role="$role"}}',),), absent_is_zero=True),
+        latency=Buckets(f'{names.METRIC_BENTO_DURATION}_bucket{{{server},http_response_code="200"}}'),
+        predictions=Buckets(f'{names.METRIC_PREDICTION}_bucket{{{scope},role="$role"}}'),
         # The gateway's RequestMirror: the candidate's answers are discarded, its server counts them.
-        shadow_requests=f"sum(increase({_B}{{{mirrored}}}[$w]))",
-        shadow_errors=f'sum(increase({_B}{{{mirrored},http_response_code=~"5.."}}[$w]))',
+        shadow_requests=Count(((f"{_B}{{{mirrored}}}",),)),
+        shadow_errors=Count(((f'{_B}{{{mirrored},http_response_code=~"5.."}}',),), absent_is_zero=True),
         shadow_diff=None,
     )
 
 
+def raw_increase(samples: Iterable[tuple[float, float]], since: float) -> float:
+    """A counter's increase from its first sample at or after ``since`` to its last, resets counted.
+
+    A value lower than the one before is a restarted process whose counter began again at 0: the new
+    value is what it counted since (Prometheus' own reset rule), never a negative increase.
+    """
+    total, last = 0.0, None
+    for t, v in sorted(samples):
+        if t < since or math.isnan(v):
+            continue
+        if last is not None:
+            total += v - last if v >= last else v
+        last = v
+    return total
+
+
 class Analyzer:
+    """Observations from raw scraped samples (``Prometheus.raw_samples``), or any client that has it."""
+
     def __init__(self, prometheus: Prometheus, queries: Queries = LOCAL) -> None:
         self.prom = prometheus
         self.q = queries
 
-    def _count(self, query: str, role: str, window: int) -> float:
-        value = self.prom.scalar(self.q.render(query, role, window), default=0.0)
-        return 0.0 if value is None or math.isnan(value) else value
+    def _series(
+        self, template: str, role: str, since: float, now: float
+    ) -> list[tuple[dict[str, str], list]]:
+        # One second more than the step: range selectors are left-open (Prometheus 3), and a sample
+        # scraped exactly when the step began is its baseline (raw_increase drops the earlier ones).
+        seconds = max(1, math.ceil(now - since) + 1)
+        return self.prom.raw_samples(self.q.selector(template, role), seconds, time=now)
 
-    def _histogram(self, query: str, role: str, window: int) -> Histogram:
+    def _count(self, name: str, role: str, since: float, now: float) -> float | None:
+        """The count since ``since``; None when none of its series exist (no data)."""
+        spec: Count = getattr(self.q, name)
+        found, sums = False, []
+        for terms in spec.alternatives:
+            total = 0.0
+            for term in terms:
+                for _labels, samples in self._series(term, role, since, now):
+                    found = True
+                    total += raw_increase(samples, since)
+            sums.append(total)
+        if not found:
+            return 0.0 if spec.absent_is_zero else None
+        return max(sums)
+
+    def _histogram(self, name: str, role: str, since: float, now: float) -> Histogram:
+        spec: Buckets | None = getattr(self.q, name)
         buckets: dict[float, float] = {}
-        for sample in self.prom.query(self.q.render(query, role, window)):
-            le = sample.labels.get("le")
-            if le is None or math.isnan(sample.value):
+        if spec is None:
+            return Histogram(buckets=buckets)
+        for labels, samples in self._series(spec.selector, role, since, now):
+            le = labels.get("le")
+            if le is None:
                 continue
-            buckets[INF if le == "+Inf" else float(le)] = sample.value
+            bound = INF if le == "+Inf" else float(le)
+            if math.isnan(bound):
+                continue
+            buckets[bound] = buckets.get(bound, 0.0) + raw_increase(samples, since)
         return Histogram(buckets=buckets)
 
-    def _role(self, role: str, window: int) -> RoleCounts:
+    def _role(self, role: str, since: float, now: float, shadow: bool = False) -> RoleCounts:
+        requests_name, errors_name = (
+            ("shadow_requests", "shadow_errors") if shadow else ("requests", "errors")
+        )
+        requests = self._count(requests_name, role, since, now)
+        errors = self._count(errors_name, role, since, now)
+        rejected = self._count("rejected", role, since, now)
+        no_data = tuple(
+            what
+            for what, value in (("requests", requests), ("errors", errors), ("rejections", rejected))
+            if value is None
+        )
         return _counts(
-            requests=self._count("requests", role, window),
-            errors=self._count("errors", role, window),
-            rejected=self._count("rejected", role, window),
-            latency=self._histogram("latency", role, window),
-            predictions=self._histogram("predictions", role, window),
+            requests=requests or 0.0,
+            errors=errors or 0.0,
+            rejected=rejected or 0.0,
+            latency=self._histogram("latency", role, since, now),
+            predictions=self._histogram("predictions", role, since, now),
+            no_data=no_data,
         )
 
     def observe(self, state: RolloutState, now: float) -> Observation:
-        """Counts since the analysis window began: the shadow phase, then the traffic phase."""
-        elapsed = now - state.analysis_started_at
-        step_elapsed = now - state.step_started_at
-        window = max(MIN_WINDOW_S, math.ceil(elapsed))
-        step_window = max(MIN_WINDOW_S, math.ceil(step_elapsed))
-        stable = self._role(names.ROLE_STABLE, window)
+        """The current step's own counts (the shadow phase is one step): never pooled across weights."""
+        since = state.step_started_at
+        stable = self._role(names.ROLE_STABLE, since, now)
         shadow = state.phase == "shadow"
-        if shadow:
-            canary = _counts(
-                requests=self._count("shadow_requests", names.ROLE_CANARY, window),
-                errors=self._count("shadow_errors", names.ROLE_CANARY, window),
-                rejected=self._count("rejected", names.ROLE_CANARY, window),
-                latency=self._histogram("latency", names.ROLE_CANARY, window),
-                predictions=self._histogram("predictions", names.ROLE_CANARY, window),
-            )
-            step_requests = canary.requests
-            paired = self._histogram("shadow_diff", names.ROLE_CANARY, window) if self.q.shadow_diff else None
-        else:
-            canary = self._role(names.ROLE_CANARY, window)
-            step_requests = self._count("requests", names.ROLE_CANARY, step_window)
-            paired = None
+        canary = self._role(names.ROLE_CANARY, since, now, shadow=shadow)
+        paired = None
+        if shadow and self.q.shadow_diff is not None:
+            paired = self._histogram("shadow_diff", names.ROLE_CANARY, since, now)
         return Observation(
             stable=stable,
             canary=canary,
             weight=state.weight,
             step_index=state.step_index,
-            step_canary_requests=step_requests,
-            elapsed_s=elapsed,
-            step_elapsed_s=step_elapsed,
+            step_canary_requests=canary.requests,
+            elapsed_s=now - state.analysis_started_at,
+            step_elapsed_s=now - state.step_started_at,
             shadow=shadow,
             paired_abs_diff=paired,
+            judged_steps=len(judged_steps(state.steps)),
+            with_shadow=state.shadow,
         )
 
 
 def _counts(
-    *, requests: float, errors: float, rejected: float, latency: Histogram, predictions: Histogram
+    *,
+    requests: float,
+    errors: float,
+    rejected: float,
+    latency: Histogram,
+    predictions: Histogram,
+    no_data: tuple[str, ...] = (),
 ) -> RoleCounts:
     """One role's counts, with the event counts capped at the request count.
 
     Requests come from one scrape target (the router, or the stable server's mirror counter) and
     rejections from another (the model server): scraped at different instants, the model server's
-    counter can run a few seconds ahead of the router's, most visibly in a rollout's first seconds
+    counter can run a few seconds ahead of the router's, most visibly in a step's first seconds
     (0 routed requests, 2 rejections). The cap removes that skew; it can only make a window look
     emptier, and the judge never passes an empty window.
     """
@@ -204,4 +289,5 @@ def _counts(
         rejected=min(rejected, requests),
         latency=latency,
         predictions=predictions,
+        no_data=no_data,
     )

@@ -2,7 +2,11 @@
 
     start ──> [shadow] ──advance──> step 1 ──advance──> ... step n ──advance──> promoted
                  │                     │                      │
-                 └──────rollback───────┴────────rollback──────┴──> rolled_back
+                 ├──────rollback───────┼────────rollback──────┼──> rolled_back   (evidence against it)
+                 └──────expire─────────┴────────expire────────┴──> expired       (no evidence in time)
+
+Steps are the configured weights below 100: stable keeps serving at every judged step (the concurrent
+control), and advancing from the last of them promotes.
 
 Every transition happens under the state lock, changes the routing first and records the new state
 only when the routing change succeeded, so a failure leaves routing and state consistent.
@@ -13,12 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from mlship.canary import timeline
 from mlship.canary.analysis import Analyzer
 from mlship.canary.backend import TrafficBackend
-from mlship.canary.judge import Verdict, judge
+from mlship.canary.judge import Verdict, judge, judged_steps
 from mlship.canary.publish import TextfilePublisher
 from mlship.canary.reconcile import Reconciler
 from mlship.canary.state import RolloutState, StateStore, StepRecord, VerdictRecord
@@ -86,8 +90,11 @@ class Controller:
     ) -> RolloutState:
         """Deploy ``version`` as the canary. Refused (nothing changed) if anything is not right."""
         steps = steps or list(self.config.canary.steps)
-        if not steps or steps != sorted(set(steps)) or steps[-1] != 100 or steps[0] < 1:
-            raise ConfigError(f"steps must be strictly increasing percentages from 1 to 100, got {steps}")
+        if not steps or steps != sorted(set(steps)) or steps[-1] != 100 or not 1 <= steps[0] < 100:
+            raise ConfigError(
+                "steps must be strictly increasing percentages from 1 to 100 with at least one below 100 "
+                f"(stable is the control at every judged step), got {steps}"
+            )
         with self.store.locked():
             current = self.store.load()
             if current is not None and current.active:
@@ -164,6 +171,8 @@ class Controller:
         try:
             if verdict.decision == "rollback":
                 self._rollback(state, verdict.reason, now)
+            elif verdict.decision == "expire":
+                self._rollback(state, verdict.reason, now, phase="expired")
             elif verdict.decision == "advance":
                 self._advance(state, verdict.reason, now)
             else:
@@ -179,18 +188,19 @@ class Controller:
             running = self.backend.routing().canary_version == state.canary_version
         except Exception:  # unreadable since this tick's reconciliation: the next tick pauses
             running = True
-        if verdict.decision == "rollback" or running:
+        if verdict.decision in ("rollback", "expire") or running:
             return verdict
         reason = f"rollback: the canary {state.canary_version} is not running any more"
         return Verdict("rollback", reason, {**verdict.evidence, "triggered_by": ["canary down"]})
 
     def _no_data_verdict(self, state: RolloutState, now: float, error: str) -> Verdict:
-        """Prometheus is unreachable: never a pass; hold, and roll back once the step runs out of time."""
+        """Prometheus is unreachable: never a pass; hold, and expire once the step runs out of time."""
         step_elapsed = now - state.step_started_at
         evidence: dict[str, Any] = {"prometheus": error, "step_elapsed_s": step_elapsed}
         if step_elapsed > self.config.canary.max_step_seconds:
-            evidence["triggered_by"] = ["insufficient data"]
-            return Verdict("rollback", f"rollback: no data for {step_elapsed:.0f}s ({error})", evidence)
+            evidence["triggered_by"] = []
+            evidence["expired"] = "insufficient data"
+            return Verdict("expire", f"expired: no data for {step_elapsed:.0f}s ({error})", evidence)
         return Verdict("wait", f"wait: no data, analysis unavailable ({error})", evidence)
 
     def _record_verdict(self, state: RolloutState, verdict: Verdict, now: float) -> None:
@@ -212,7 +222,7 @@ class Controller:
             self._open_step(state, now)
             self._save(state, event="advance", detail={"reason": reason})
             return
-        if state.step_index >= len(state.steps) - 1:
+        if state.step_index >= len(judged_steps(state.steps)) - 1:
             self._promote(state, reason, now)
             return
         nxt = state.step_index + 1
@@ -241,18 +251,25 @@ class Controller:
         Releases.load().record(state.canary_version, "promoted", forced=forced)
         self._save(state, event="promoted", detail={"reason": reason, "forced": forced})
 
-    def _rollback(self, state: RolloutState, reason: str, now: float) -> None:
+    def _rollback(
+        self,
+        state: RolloutState,
+        reason: str,
+        now: float,
+        phase: Literal["rolled_back", "expired"] = "rolled_back",
+    ) -> None:
+        """Traffic back to stable and the canary removed: rolled back (evidence), or expired (none)."""
         self.backend.rollback()
-        self._close_step(state, "rolled_back", now)
-        state.phase, state.weight, state.reason, state.finished_at = "rolled_back", 0, reason, now
-        self._save(state, event="rolled_back", detail={"reason": reason})
+        self._close_step(state, phase, now)
+        state.phase, state.weight, state.reason, state.finished_at = phase, 0, reason, now
+        self._save(state, event=phase, detail={"reason": reason})
 
     def run_until_done(
         self,
         on_update: Callable[[RolloutState, Verdict], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> RolloutState:
-        """Tick every ``canary.poll_seconds`` until the rollout is promoted or rolled back."""
+        """Tick every ``canary.poll_seconds`` until the rollout is promoted, rolled back or expired."""
         poll = self.config.canary.poll_seconds
         state = self.active()
         while state.active:

@@ -1,38 +1,49 @@
-"""The canary judge: from one :class:`Observation`, decide ``wait``, ``advance`` or ``rollback``.
+"""The canary judge: from one :class:`Observation`, decide ``wait``, ``advance``, ``rollback`` or ``expire``.
 
-Called at every poll with cumulative counts. Rules, in order:
+Called at every poll with the current step's counts (:mod:`mlship.canary.observation`). Rules, in order:
 
 1. ``rollback`` as soon as one signal's anytime-valid test (:mod:`mlship.canary.stats`) shows the canary
-   worse than stable beyond the configured margin or limit.
+   worse than stable beyond the configured limit: only evidence rolls a canary back.
 2. ``advance`` when the step has ``min_samples`` canary requests (``shadow_samples`` in the shadow phase,
    where advancing means leaving it for the first traffic step), stable has traffic, every signal has
-   enough data to mean something, and no signal's estimate is past its limit.
-3. Otherwise ``wait``; a signal whose estimate is past its limit without being significant yet holds the
-   step at its weight rather than letting a suspicious canary reach more users.
-4. After ``max_step_seconds`` in a step, waiting turns into ``rollback``: "insufficient data" when samples
-   are missing ("no data" is never a pass), "inconclusive" when an estimate stays past its limit.
+   enough data to mean something, and no signal leans against the canary. Advancing from the last step
+   below 100 % promotes: stable keeps serving at every judged step (a concurrent control, as Flagger's
+   ``maxWeight``), so 100 % is the promotion itself, never a step judged without a control.
+3. Otherwise ``wait``; a signal that leans against the canary without being significant yet (its
+   e-value at least the square root of its threshold, or its estimate past the limit) holds the step
+   at its weight rather than letting a suspicious canary reach more users.
+4. After ``max_step_seconds`` in a step, waiting turns into ``expire``: no evidence either way (samples
+   missing, or a lean that never became significant). The candidate is withdrawn (traffic back to
+   stable) and the rollout ends ``expired``: its own outcome and exit code, not a verdict against it.
 
 Every verdict carries its evidence: each signal's statistic, estimate, limit, e-value and threshold,
 alpha, sample counts, readiness, and which signal triggered the decision.
 
 Signals (model-aware, not only HTTP):
 
-- ``errors``: error rate seen by the caller (5xx, connection failures, timeouts), canary - stable > margin.
-- ``rejections``: input-rejection (4xx validation) rate, canary - stable > margin.
+- ``errors``: error rate seen by the caller (5xx, connection failures, timeouts). Traffic steps: which
+  arm each error lands on given the step's weight (:func:`stats.share_test`): canary rate >
+  ``error_ratio_limit`` x stable's, immune to outages both arms share. Shadow phase (both arms answer
+  the same requests): canary - stable > ``error_rate_margin``.
+- ``rejections``: input-rejection (4xx validation) rate, the same tests with ``rejection_ratio_limit``
+  and ``rejection_rate_margin``.
 - ``latency``: the configured quantile of the canary > ``latency_ratio_limit`` x stable's.
 - ``predictions``: PSI between canary and stable prediction distributions > ``prediction_psi_limit``.
 - ``agreement`` (shadow phase only): share of mirrored requests whose candidate and stable predictions
   differ by more than the gate's agreement tolerance > 1 - ``agreement_min`` (paired differential test).
 
-False-rollback budget: ``false_rollback_rate`` is split (Bonferroni) between the shadow phase and the
-traffic phase, then between the signals of each phase. Each signal's test runs on counts cumulated since
-its phase began and is valid over any number of looks and steps, so the probability that a rollout of a
-canary as good as stable is rolled back by any signal stays <= ``false_rollback_rate``.
+False-rollback budget: ``false_rollback_rate`` is split (a union bound) between the rollout's stages,
+then between the signals of each stage. A shadow phase takes ``SHADOW_SHARE``; the first traffic step
+takes ``FIRST_STEP_SHARE`` of the rest (a bad canary is held, so caught, there), the other steps below
+100 % share the remainder equally. Each test runs on the stage's own counts and is valid over any number
+of looks, so the probability that a rollout of a canary as good as stable is rolled back by any signal
+at any stage stays <= ``false_rollback_rate``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,10 +53,12 @@ from mlship.canary import stats
 from mlship.canary.observation import Histogram, Observation, RoleCounts
 from mlship.config import CanaryConfig, GateConfig
 
-Decision = Literal["wait", "advance", "rollback"]
+Decision = Literal["wait", "advance", "rollback", "expire"]
 
-# Share of the rollout's false-rollback budget spent in each phase, then by each signal of the phase.
-PHASE_SHARE = {"shadow": 0.2, "canary": 0.8}
+# Share of the rollout's false-rollback budget spent in the shadow phase (when there is one), and share
+# of the traffic phase's budget spent at its first step; then each signal's share of a stage's budget.
+SHADOW_SHARE = 0.2
+FIRST_STEP_SHARE = 0.5
 SIGNAL_SHARE = {
     "shadow": {"errors": 0.3, "rejections": 0.15, "latency": 0.15, "predictions": 0.15, "agreement": 0.25},
     "canary": {"errors": 0.5, "rejections": 0.2, "latency": 0.15, "predictions": 0.15},
@@ -85,15 +98,26 @@ def judge(obs: Observation, cfg: CanaryConfig, gate: GateConfig | None = None) -
     _validate(obs)
     gate = gate or GateConfig()
     phase = "shadow" if obs.shadow else "canary"
-    budget = cfg.false_rollback_rate * PHASE_SHARE[phase]
+    budget = stage_budget(cfg.false_rollback_rate, obs)
     alphas = {name: budget * share for name, share in SIGNAL_SHARE[phase].items()}
     required = cfg.shadow_samples if obs.shadow else cfg.min_samples
 
+    if obs.shadow:
+        counted = [
+            _rate_signal("errors", obs, obs.canary.errors, obs.stable.errors, cfg.error_rate_margin, alphas),
+            _rate_signal(
+                "rejections", obs, obs.canary.rejected, obs.stable.rejected, cfg.rejection_rate_margin, alphas
+            ),
+        ]
+    else:
+        counted = [
+            _share_signal("errors", obs, obs.canary.errors, obs.stable.errors, cfg.error_ratio_limit, alphas),
+            _share_signal(
+                "rejections", obs, obs.canary.rejected, obs.stable.rejected, cfg.rejection_ratio_limit, alphas
+            ),
+        ]
     signals = [
-        _rate_signal("errors", obs, obs.canary.errors, obs.stable.errors, cfg.error_rate_margin, alphas),
-        _rate_signal(
-            "rejections", obs, obs.canary.rejected, obs.stable.rejected, cfg.rejection_rate_margin, alphas
-        ),
+        *counted,
         _latency_signal(obs, cfg, alphas["latency"], required),
         _prediction_signal(obs, cfg, alphas["predictions"], required),
     ]
@@ -108,6 +132,8 @@ def judge(obs: Observation, cfg: CanaryConfig, gate: GateConfig | None = None) -
     if obs.step_canary_requests < required:
         missing.append(f"{_fmt_n(obs.step_canary_requests)}/{required} canary requests in this step")
     missing += [f"{s.name}: {s.missing}" for s in signals if not s.ready]
+    for role, counts in (("stable", obs.stable), ("canary", obs.canary)):
+        missing += [f"no data for {role} {what} (no series in Prometheus)" for what in counts.no_data]
     rejected = [s for s in signals if s.rejected]
     holding = [s for s in signals if s.beyond_limit and not s.rejected]
 
@@ -123,7 +149,8 @@ def judge(obs: Observation, cfg: CanaryConfig, gate: GateConfig | None = None) -
         "stable_requests": obs.stable.requests,
         "canary_requests": obs.canary.requests,
         "false_rollback_rate": cfg.false_rollback_rate,
-        "phase_alpha": budget,
+        "stage_alpha": budget,
+        "judged_steps": obs.judged_steps,
         "triggered_by": [s.name for s in rejected],
         "missing": missing,
         "holding": [s.name for s in holding],
@@ -141,28 +168,80 @@ def judge(obs: Observation, cfg: CanaryConfig, gate: GateConfig | None = None) -
         lines = "; ".join(s.summary for s in signals)
         return Verdict("advance", f"advance from {where}: no signal against the canary ({lines})", evidence)
     if obs.step_elapsed_s > cfg.max_step_seconds:
-        if missing:
-            evidence["triggered_by"] = ["insufficient data"]
-            why = "; ".join(missing)
-            return Verdict(
-                "rollback",
-                f"rollback in {where}: insufficient data after {obs.step_elapsed_s:.0f}s "
-                f"(max_step_seconds {cfg.max_step_seconds:.0f}): {why}",
-                evidence,
-            )
-        evidence["triggered_by"] = ["inconclusive"]
-        lines = "; ".join(s.summary for s in holding)
+        # No evidence against the canary: the candidate is withdrawn, not judged worse.
+        evidence["triggered_by"] = []
+        evidence["expired"] = "insufficient data" if missing else "inconclusive"
+        why = "; ".join(missing) if missing else "; ".join(s.summary for s in holding)
+        what = "insufficient data" if missing else "leaning against the canary without significance"
         return Verdict(
-            "rollback",
-            f"rollback in {where}: inconclusive after {obs.step_elapsed_s:.0f}s, estimates past their limit "
-            f"without significance: {lines}",
+            "expire",
+            f"expired in {where}: {what} after {obs.step_elapsed_s:.0f}s "
+            f"(max_step_seconds {cfg.max_step_seconds:.0f}): {why}",
             evidence,
         )
     waits = missing + [f"{s.name} past its limit, not significant ({s.summary})" for s in holding]
     return Verdict("wait", f"wait in {where}: " + "; ".join(waits), evidence)
 
 
+def judged_steps(steps: Sequence[int]) -> tuple[int, ...]:
+    """The weights judged against stable: every step below 100 (advancing from the last one promotes)."""
+    return tuple(w for w in steps if w < 100)
+
+
+def stage_budget(false_rollback_rate: float, obs: Observation) -> float:
+    """The share of the rollout's false-rollback budget this stage (shadow phase or step) may spend."""
+    traffic = false_rollback_rate * ((1.0 - SHADOW_SHARE) if obs.with_shadow else 1.0)
+    if obs.shadow:
+        return false_rollback_rate * SHADOW_SHARE
+    steps = max(1, obs.judged_steps)
+    if steps == 1:
+        return traffic
+    if obs.step_index <= 0:
+        return traffic * FIRST_STEP_SHARE
+    return traffic * (1.0 - FIRST_STEP_SHARE) / (steps - 1)
+
+
 # --- Signals --------------------------------------------------------------------------------------
+
+
+def _share_signal(
+    name: str, obs: Observation, canary_events: float, stable_events: float, ratio_limit: float, alphas: dict
+) -> _Signal:
+    n_c, n_s = obs.canary.requests, obs.stable.requests
+    ready = n_c > 0 and n_s > 0
+    missing = "" if ready else "no requests on " + ("canary" if n_c <= 0 else "stable")
+    if not 0 < obs.weight < 100:
+        raise ValueError(
+            f"observation.weight must be 1..99 in a traffic step (a concurrent control), got {obs.weight}"
+        )
+    test = stats.share_test(
+        canary_events,
+        stable_events,
+        canary_share=obs.weight / 100.0,
+        ratio_limit=ratio_limit,
+        alpha=alphas[name],
+    )
+    # Leaning against the canary: the estimate past the limit with evidence for it (e-value > 1), or
+    # half-way to the threshold on the log scale (e-value >= sqrt(1/alpha)).
+    past = test.ratio_estimate is not None and test.ratio_estimate > ratio_limit and test.log_e_value > 0
+    beyond = (past or test.log_e_value >= test.threshold / 2) and not test.rejected
+    rate_c = canary_events / n_c if n_c > 0 else None
+    rate_s = stable_events / n_s if n_s > 0 else None
+    summary = (
+        f"{name} canary {_pct(rate_c)} vs stable {_pct(rate_s)}: {_fmt_n(canary_events)} of "
+        f"{_fmt_n(canary_events + stable_events)} on the canary at weight {obs.weight}% "
+        f"(ratio {_num(test.ratio_estimate)}, limit {ratio_limit:g}), "
+        f"e-value {_e(test.log_e_value)} vs {_e(test.threshold)}"
+    )
+    evidence = {
+        "test": "share",
+        **test.to_dict(),
+        "canary_trials": n_c,
+        "stable_trials": n_s,
+        "canary_rate": rate_c,
+        "stable_rate": rate_s,
+    }
+    return _Signal(name, test.rejected, ready, beyond, summary, missing, evidence)
 
 
 def _rate_signal(
@@ -173,7 +252,9 @@ def _rate_signal(
         canary_events, n_c, stable_events, n_s, margin=margin, alpha=alphas[name], independent=not obs.shadow
     )
     ready = n_c > 0 and n_s > 0
-    beyond = test.difference is not None and test.difference > margin
+    # Leaning against the canary: half-way to the threshold on the log scale (a point estimate past a
+    # margin of 0 would hold half of all A/A steps).
+    beyond = test.log_e_value >= test.threshold / 2 and not test.rejected
     summary = (
         f"{name} canary {_pct(test.canary_rate)} vs stable {_pct(test.stable_rate)} (margin {_pct(margin)}), "
         f"e-value {_e(test.log_e_value)} vs {_e(test.threshold)}"

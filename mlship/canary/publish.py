@@ -14,7 +14,7 @@ from pathlib import Path
 from mlship import names
 from mlship.canary.state import RolloutState
 
-PHASES = ("shadow", "progressing", "promoted", "rolled_back")
+PHASES = ("shadow", "progressing", "promoted", "rolled_back", "expired")
 DECISIONS = ("wait", "advance", "rollback")
 DIFFERENCE_RESULTS = ("repaired", "failed")
 FILE_NAME = "mlship_canary.prom"

@@ -53,7 +53,7 @@ def desired_routing(state: RolloutState) -> Routing:
     """The routing ``state`` says should be in effect."""
     if state.phase == "promoted":
         return Routing(state.canary_version, None, 0, False)
-    if state.phase == "rolled_back" or rollback_pending(state):
+    if state.phase in ("rolled_back", "expired") or rollback_pending(state):
         return Routing(state.stable_version, None, 0, False)
     if state.phase == "shadow":
         return Routing(state.stable_version, state.canary_version, 0, True)
@@ -61,8 +61,12 @@ def desired_routing(state: RolloutState) -> Routing:
 
 
 def rollback_pending(state: RolloutState) -> bool:
-    """A rollback was decided and its routing change failed: it is retried, never undone."""
-    return state.active and state.last_verdict is not None and state.last_verdict.decision == "rollback"
+    """A rollback (or an expiry) was decided and its routing change failed: retried, never undone."""
+    return (
+        state.active
+        and state.last_verdict is not None
+        and state.last_verdict.decision in ("rollback", "expire")
+    )
 
 
 def record_of(routing: Routing) -> RoutingRecord:
@@ -126,7 +130,7 @@ class Reconciler:
         """
         if rollback_pending(state) and state.last_verdict is not None:
             decided = state.last_verdict
-            return Verdict("rollback", decided.reason, {**decided.evidence, "retried": state.paused})
+            return Verdict(decided.decision, decided.reason, {**decided.evidence, "retried": state.paused})
         desired = desired_routing(state)
         try:
             actual = self.backend.routing()

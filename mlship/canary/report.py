@@ -16,7 +16,12 @@ from mlship.canary import timeline
 from mlship.canary.state import RolloutState
 
 COLORS = {"stable": "#1f77b4", "canary": "#d62728"}
-OUTCOME_COLORS = {"advanced": "#2ca02c", "promoted": "#2ca02c", "rolled_back": "#d62728"}
+OUTCOME_COLORS = {
+    "advanced": "#2ca02c",
+    "promoted": "#2ca02c",
+    "rolled_back": "#d62728",
+    "expired": "#7f7f7f",
+}
 STYLE = "body{font-family:sans-serif;margin:2em} td,th{border-bottom:1px solid #ddd;padding:4px}"
 
 
@@ -55,9 +60,7 @@ def render_png(state: RolloutState, points: list[dict]) -> bytes:
         if step.ended_at is None:
             continue
         t = step.ended_at - state.started_at
-        color = {"advanced": "#2ca02c", "promoted": "#2ca02c", "rolled_back": "#d62728"}.get(
-            step.outcome, "grey"
-        )
+        color = OUTCOME_COLORS.get(step.outcome, "grey")
         for ax in axes:
             ax.axvline(t, color=color, linestyle="--", alpha=0.6)
         ax_w.annotate(step.outcome, (t, 102), fontsize=7, color=color, rotation=90, va="top")

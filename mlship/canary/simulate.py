@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats as sps
 
 from mlship import names
-from mlship.canary.judge import judge
+from mlship.canary.judge import judge, judged_steps
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.config import CanaryConfig, GateConfig
 
@@ -35,7 +35,8 @@ from mlship.config import CanaryConfig, GateConfig
 SERVICE_LATENCY_BUCKETS = names.LATENCY_BUCKETS
 DIFF_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
 
-Ending = Literal["rollback", "promote", "timeout"]
+# How a rollout ended: the judge's three endings, or the simulation's time limit reached mid-step.
+Ending = Literal["rolled_back", "promoted", "expired", "timeout"]
 
 
 def decile_buckets(mean: float, sd: float) -> tuple[float, ...]:
@@ -79,10 +80,24 @@ class Scenario:
     prediction_buckets: tuple[float, ...] | None = None  # None: deciles of the true values
     diff_buckets: tuple[float, ...] = DIFF_BUCKETS
     max_seconds: float = 3600.0
+    # Errors both versions share (an overloaded dependency, a bad batch of inputs): for burst_seconds
+    # every burst_period seconds, each request also fails with probability burst_error_rate.
+    burst_error_rate: float = 0.0
+    burst_seconds: float = 10.0
+    burst_period: float = 120.0
+    # Traffic swing: rps x (1 + diurnal_swing x sin(2 pi (t / diurnal_period + phase))), phase per seed.
+    diurnal_swing: float = 0.0
+    diurnal_period: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.rps <= 0:
             raise ValueError(f"rps must be > 0, got {self.rps}")
+        if not 0.0 <= self.burst_error_rate <= 1.0:
+            raise ValueError(f"burst_error_rate must be in [0, 1], got {self.burst_error_rate}")
+        if not 0.0 <= self.diurnal_swing < 1.0:
+            raise ValueError(f"diurnal_swing must be in [0, 1), got {self.diurnal_swing}")
+        if self.burst_period <= 0 or self.burst_seconds < 0 or self.diurnal_period <= 0:
+            raise ValueError("burst_period and diurnal_period must be > 0, burst_seconds >= 0")
         if self.steps is not None and (
             not self.steps or list(self.steps) != sorted(set(self.steps)) or self.steps[0] <= 0
         ):
@@ -159,11 +174,13 @@ def _histogram(bounds: np.ndarray, per_bucket: np.ndarray) -> Histogram:
     return Histogram(buckets)
 
 
-def _answer(rng: np.random.Generator, model: ModelBehaviour, base: np.ndarray) -> _Answers:
-    """One model answering the requests whose true values are ``base``."""
+def _answer(
+    rng: np.random.Generator, model: ModelBehaviour, base: np.ndarray, shared: float = 0.0
+) -> _Answers:
+    """One model answering the requests whose true values are ``base``; ``shared``: extra error rate."""
     n = len(base)
     u = rng.random(n)
-    error = u < model.error_rate
+    error = u < 1.0 - (1.0 - model.error_rate) * (1.0 - shared)
     rejected = ~error & (rng.random(n) < model.rejection_rate)
     served = ~error & ~rejected
     timed = int(np.count_nonzero(~error))
@@ -183,6 +200,8 @@ class _Traffic:
         self.lat_bounds, self.pred_bounds, diff_bounds = scenario.bucket_bounds()
         self.diff_bounds = np.asarray(diff_bounds, dtype=float)
         self.total = self.canary_served = self.mirrored = 0
+        self.t = 0.0
+        self.phase = float(rng.random())
         self.reset()
 
     def reset(self) -> None:
@@ -193,12 +212,14 @@ class _Traffic:
     def step(self, dt: float, weight: int, shadow: bool) -> int:
         """Simulate ``dt`` seconds; returns the canary requests in that time."""
         sc = self.scenario
-        n = int(self.rng.poisson(sc.rps * dt))
+        n = int(self.rng.poisson(self.rate(self.t + dt / 2) * dt))
+        shared = sc.burst_error_rate if (self.t % sc.burst_period) < sc.burst_seconds else 0.0
+        self.t += dt
         self.total += n
         base = sc.prediction_mean + sc.prediction_sd * self.rng.standard_normal(n)
         if shadow:
-            stable = _answer(self.rng, sc.stable, base)
-            candidate = _answer(self.rng, sc.canary, base)
+            stable = _answer(self.rng, sc.stable, base, shared)
+            candidate = _answer(self.rng, sc.canary, base, shared)
             self.stable.add(stable)
             self.canary.add(candidate)
             self.mirrored += n
@@ -207,11 +228,18 @@ class _Traffic:
             self.paired += _bucket(self.diff_bounds, diff)
             return n
         to_canary = self.rng.random(n) < weight / 100.0
-        self.stable.add(_answer(self.rng, sc.stable, base[~to_canary]))
-        canary = _answer(self.rng, sc.canary, base[to_canary])
+        self.stable.add(_answer(self.rng, sc.stable, base[~to_canary], shared))
+        canary = _answer(self.rng, sc.canary, base[to_canary], shared)
         self.canary.add(canary)
         self.canary_served += canary.requests
         return canary.requests
+
+    def rate(self, t: float) -> float:
+        """Requests per second at simulated time ``t``."""
+        sc = self.scenario
+        return sc.rps * (
+            1.0 + sc.diurnal_swing * math.sin(2 * math.pi * (t / sc.diurnal_period + self.phase))
+        )
 
     @staticmethod
     def _prediction_on(answers: _Answers, mask: np.ndarray) -> np.ndarray:
@@ -219,7 +247,15 @@ class _Traffic:
         return answers.predictions[mask[answers.served]]
 
     def observation(
-        self, weight: int, step: int, step_canary: int, t: float, step_t: float, shadow: bool
+        self,
+        weight: int,
+        step: int,
+        step_canary: int,
+        t: float,
+        step_t: float,
+        shadow: bool,
+        judged_steps: int = 1,
+        with_shadow: bool = False,
     ) -> Observation:
         return Observation(
             stable=self.stable.counts(),
@@ -231,13 +267,19 @@ class _Traffic:
             step_elapsed_s=step_t,
             shadow=shadow,
             paired_abs_diff=_histogram(self.diff_bounds, self.paired) if shadow else None,
+            judged_steps=judged_steps,
+            with_shadow=with_shadow,
         )
 
 
 def run_judge(scenario: Scenario, cfg: CanaryConfig, seed: int, gate: GateConfig | None = None) -> Outcome:
-    """Roll ``scenario`` out under mlship's judge, polled every ``cfg.poll_seconds`` of simulated time."""
+    """Roll ``scenario`` out under mlship's judge, polled every ``cfg.poll_seconds`` of simulated time.
+
+    Exact counts at every poll; ``mlship canary simulate`` goes through the Analyzer and a scraped
+    Prometheus instead (:mod:`mlship.canary.whatif`).
+    """
     rng = np.random.default_rng(seed)
-    steps = scenario.steps or tuple(cfg.steps)
+    steps = judged_steps(scenario.steps or tuple(cfg.steps))
     traffic = _Traffic(scenario, rng)
     dt = cfg.poll_seconds
     shadow = scenario.shadow
@@ -249,21 +291,28 @@ def run_judge(scenario: Scenario, cfg: CanaryConfig, seed: int, gate: GateConfig
         weight = 0 if shadow else steps[step]
         step_canary += traffic.step(dt, weight, shadow)
         t += dt
-        obs = traffic.observation(weight, step, step_canary, t - phase_start, t - step_start, shadow)
+        obs = traffic.observation(
+            weight, step, step_canary, t - phase_start, t - step_start, shadow, len(steps), scenario.shadow
+        )
         verdict = judge(obs, cfg, gate)
         if verdict.decision == "rollback":
             trigger = verdict.triggered_by
-            return _outcome("mlship", scenario, seed, "rollback", verdict.reason, t, traffic, step, trigger)
+            return _outcome(
+                "mlship", scenario, seed, "rolled_back", verdict.reason, t, traffic, step, trigger
+            )
+        if verdict.decision == "expire":
+            why = (verdict.evidence.get("expired", ""),)
+            return _outcome("mlship", scenario, seed, "expired", verdict.reason, t, traffic, step, why)
         if verdict.decision == "advance":
             if shadow:
                 shadow = False
                 step = 0
-                traffic.reset()  # the traffic phase is judged on its own counts
                 phase_start = t
             elif step == len(steps) - 1:
-                return _outcome("mlship", scenario, seed, "promote", verdict.reason, t, traffic, step)
+                return _outcome("mlship", scenario, seed, "promoted", verdict.reason, t, traffic, step)
             else:
                 step += 1
+            traffic.reset()  # every step is judged on its own counts
             step_start = t
             step_canary = 0
     return _outcome("mlship", scenario, seed, "timeout", "simulation time limit", t, traffic, step)

@@ -20,9 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlship.errors import MlshipError, RefusedError
 from mlship.paths import state_dir
 
-Phase = Literal["shadow", "progressing", "promoted", "rolled_back"]
+# expired: a step ran out of time (max_step_seconds) without evidence either way; the candidate was
+# withdrawn (traffic back to stable) with no verdict against it.
+Phase = Literal["shadow", "progressing", "promoted", "rolled_back", "expired"]
 ACTIVE_PHASES = ("shadow", "progressing")
-Decision = Literal["wait", "advance", "rollback"]
+Decision = Literal["wait", "advance", "rollback", "expire"]
 # Reconciliations kept in the state file (a router flapping every tick must not grow it without end).
 MAX_RECONCILIATIONS = 50
 
@@ -43,7 +45,7 @@ class StepRecord(BaseModel):
     weight: int
     started_at: float
     ended_at: float | None = None
-    outcome: Literal["advanced", "rolled_back", "promoted", "running"] = "running"
+    outcome: Literal["advanced", "rolled_back", "promoted", "expired", "running"] = "running"
 
 
 class RoutingRecord(BaseModel):

@@ -13,6 +13,8 @@ right tail is much heavier than the normal one.
 
 Tests
 -----
+- :func:`share_test`: which arm do the events (errors, rejected inputs) land on, given the arms' traffic
+  shares? Canary rate > ratio limit x stable's, with no estimate of either rate (traffic phase).
 - :func:`rate_excess_test`: canary rate - stable rate > margin (errors, rejected inputs), two binomial
   samples; the unknown stable rate is a nuisance parameter handled by an infimum of e-processes.
 - :func:`quantile_ratio_test`: latency quantile of the canary > limit x stable's, from shared buckets.
@@ -49,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.special import betaln, kolmogorov, ndtr, xlog1py, xlogy
+from scipy.special import betaincc, betaln, kolmogorov, ndtr, xlog1py, xlogy
 
 from mlship.canary.observation import INF, Histogram
 
@@ -146,6 +148,111 @@ def _check_alpha(alpha: float) -> None:
 
 def _rate(events: float, trials: float) -> float | None:
     return events / trials if trials > 0 else None
+
+
+# --- Which arm do the events land on: canary rate > ratio x stable rate ---------------------------
+
+
+@dataclass(frozen=True)
+class ShareTest:
+    """Outcome of :func:`share_test` (all fields JSON-serialisable)."""
+
+    canary_events: float
+    stable_events: float
+    canary_share: float  # the canary's share of the traffic (the step's weight)
+    ratio_limit: float
+    null_share: float  # largest share of the events the canary may take under H0
+    event_share: float | None  # observed share of the events on the canary
+    ratio_estimate: float | None  # canary rate / stable rate implied by event_share (inf: all on canary)
+    log_e_value: float
+    threshold: float
+    alpha: float
+    rejected: bool
+    method: str = "events' arm given the traffic shares: truncated-uniform Beta mixture e-process"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def share_null(canary_share: float, ratio_limit: float) -> float:
+    """Share of the events on the canary when its rate is exactly ``ratio_limit`` x stable's."""
+    w = canary_share
+    return w * ratio_limit / (w * ratio_limit + 1.0 - w)
+
+
+def share_log_e(
+    canary_events: np.ndarray | float, stable_events: np.ndarray | float, null_share: float
+) -> np.ndarray:
+    """log of the mixture e-process  int_{t0}^1 L(t) dt / ((1 - t0) L(t0)),  t0 = ``null_share``.
+
+    ``L(t) = t^k (1 - t)^(K - k)``: the likelihood of ``k`` of ``K`` events landing on the canary.
+    Every ratio ``L(t)/L(t0)`` with ``t > t0`` is a test martingale when each event lands on the canary
+    with probability ``t0``, and a supermartingale when that probability is lower (one-sided,
+    monotone likelihood ratio); the mixture under the uniform prior on ``(t0, 1)`` is one too. The
+    integral is ``B(k + 1, K - k + 1) (1 - I_t0(k + 1, K - k + 1))`` (regularized incomplete Beta).
+    Element-wise over arrays of counts.
+    """
+    k = np.asarray(canary_events, dtype=float)
+    rest = np.asarray(stable_events, dtype=float)
+    t0 = null_share
+    upper = betaincc(k + 1.0, rest + 1.0, t0)  # 1 - I_t0: 0 only when L(t0) dwarfs every t > t0
+    with np.errstate(divide="ignore"):
+        log_mix = betaln(k + 1.0, rest + 1.0) + np.log(upper) - math.log1p(-t0)
+    return log_mix - _loglik(t0, k, k + rest)
+
+
+def share_test(
+    canary_events: float,
+    stable_events: float,
+    *,
+    canary_share: float,
+    ratio_limit: float,
+    alpha: float,
+) -> ShareTest:
+    """Anytime-valid test of H0: canary event rate <= ``ratio_limit`` x stable's, from where events land.
+
+    Requests go to the canary with probability ``canary_share`` (the router's weight), independently of
+    anything else. Whatever the rates do over time (an outage, a burst of bad inputs, a diurnal swing),
+    as long as they hit both arms alike, each event lands on the canary with probability
+    ``w r / (w r + 1 - w)`` where ``r`` is the ratio of the arms' rates at that instant: at most
+    :func:`share_null` under H0. The test needs no estimate of either rate (Lindon, Sanden, Shirikian,
+    KDD 2022, count data per arm against the traffic split; here the binomial case with a Beta mixture).
+    Counts must be the step's own (one weight): events pooled across weights have no single share.
+    ``ratio_limit`` 1 tests "canary worse at all" and is valid (it only needs more events to decide).
+    """
+    _check_alpha(alpha)
+    if not 0.0 < canary_share < 1.0:
+        raise ValueError(f"canary_share must be in (0, 1) (a concurrent control), got {canary_share}")
+    if not (math.isfinite(ratio_limit) and ratio_limit >= 1.0):
+        raise ValueError(f"ratio_limit must be >= 1, got {ratio_limit}")
+    for label, value in (("canary_events", canary_events), ("stable_events", stable_events)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{label} must be a finite number >= 0, got {value}")
+    k, rest = float(canary_events), float(stable_events)
+    t0 = share_null(canary_share, ratio_limit)
+    log_e = float(share_log_e(k, rest, t0))
+    total = k + rest
+    share = k / total if total > 0 else None
+    if share is None:
+        ratio = None
+    elif share >= 1.0:
+        ratio = math.inf
+    else:
+        ratio = (share / (1.0 - share)) * ((1.0 - canary_share) / canary_share)
+    threshold = math.log(1.0 / alpha)
+    return ShareTest(
+        canary_events=k,
+        stable_events=rest,
+        canary_share=canary_share,
+        ratio_limit=ratio_limit,
+        null_share=t0,
+        event_share=share,
+        ratio_estimate=ratio,
+        log_e_value=log_e,
+        threshold=threshold,
+        alpha=alpha,
+        rejected=bool(log_e >= threshold),
+    )
 
 
 # --- Binomial rate: canary worse than stable by more than a margin -------------------------------

@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,7 @@ from mlship.canary.judge import Verdict
 from mlship.canary.report import write_report
 from mlship.canary.state import RolloutState, StateStore
 from mlship.config import Config, load_config
-from mlship.errors import ExitCode, RefusedError
+from mlship.errors import ConfigError, ExitCode, RefusedError
 from mlship.promclient import Prometheus
 
 app = typer.Typer(help="Canary releases: shadow, step, judge, promote or roll back.", no_args_is_help=True)
@@ -119,6 +120,7 @@ def start(
     """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
+    _check_plan(controller, _parse_steps(steps))
     state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
     _print_forced(state.forced)
     where = "shadow (mirrored traffic)" if state.phase == "shadow" else f"{state.weight}% of traffic"
@@ -213,9 +215,10 @@ def run(
     prometheus_url: PromOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the final state as JSON")] = False,
 ) -> None:
-    """Start (or resume) a rollout and drive it until promoted or rolled back, with a live view.
+    """Start (or resume) a rollout and drive it until promoted, rolled back or expired, with a live view.
 
-    Exit code 0 when promoted, 10 when rolled back.
+    Exit code 0 when promoted, 10 when rolled back (evidence against the canary), 11 when expired (a
+    step ran out of time without evidence either way; the candidate was withdrawn).
     """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
@@ -229,6 +232,7 @@ def run(
                 )
             err.print(f"resuming rollout {state.rollout_id} ({state.phase}, weight {state.weight}%)")
         else:
+            _check_plan(controller, _parse_steps(steps))
             state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
             _print_forced(state.forced)
         state = drive(controller, quiet=as_json)
@@ -241,6 +245,9 @@ def run(
     if state.phase == "rolled_back":
         # A pipeline must not go on to the next environment after a rollback.
         raise typer.Exit(ExitCode.ROLLED_BACK)
+    if state.phase == "expired":
+        # Not a verdict against the canary, but not a release either: the pipeline stops too.
+        raise typer.Exit(ExitCode.EXPIRED)
 
 
 def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
@@ -261,7 +268,7 @@ def drive(controller: Controller, *, quiet: bool = False) -> RolloutState:
 
 def _finish(state: RolloutState) -> None:
     png, page = write_report(state)
-    color = "green" if state.phase == "promoted" else "red"
+    color = {"promoted": "green", "expired": "yellow"}.get(state.phase, "red")
     console.print(f"[bold {color}]{state.phase}[/] {state.canary_version}: {state.reason}")
     console.print(f"report: {page} (plot {png})")
 
@@ -331,3 +338,173 @@ def _reconciliations(state: RolloutState, *, last: int) -> Table | str:
         when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(when, r.by, r.found, r.action, f"[{styles[r.result]}]{r.result}[/]")
     return table
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[
+        str, typer.Option(help="aa (identical versions), errors, latency or shift (predictions)")
+    ] = "aa",
+    rps: Annotated[float, typer.Option(help="user requests per second (mean)")] = 50.0,
+    runs: Annotated[int, typer.Option(min=1, help="rollouts to simulate")] = 20,
+    seed: Annotated[int, typer.Option(help="first seed; run i uses seed + i")] = 0,
+    stable_error_rate: Annotated[float, typer.Option(help="stable's error rate")] = 0.005,
+    canary_error_rate: Annotated[
+        float | None, typer.Option(help="canary's error rate (default: stable's; 0.05 for errors)")
+    ] = None,
+    latency_factor: Annotated[
+        float, typer.Option(help="latency scenario: canary this many times slower")
+    ] = 4.0,
+    shift: Annotated[float, typer.Option(help="shift scenario: predictions moved by this many sd")] = 1.0,
+    burst_error_rate: Annotated[
+        float, typer.Option(help="extra error rate both versions share in bursts")
+    ] = 0.0,
+    burst_seconds: Annotated[float, typer.Option(help="length of each shared burst, seconds")] = 10.0,
+    burst_period: Annotated[float, typer.Option(help="a shared burst every this many seconds")] = 120.0,
+    diurnal_swing: Annotated[
+        float, typer.Option(help="traffic swings by this share of --rps over an hour (0..1)")
+    ] = 0.0,
+    scrape_interval: Annotated[float, typer.Option(help="Prometheus scrape interval, seconds")] = 15.0,
+    scrape_lag: Annotated[float, typer.Option(help="seconds before a scrape is visible to queries")] = 1.0,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 10,25,50,100")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="the canary config from this file (default: ./mlship.yaml)")
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option(help="give up on a simulated rollout after this long")
+    ] = 7200.0,
+    as_json: Annotated[bool, typer.Option("--json", help="per-run endings and the medians and p90s")] = False,
+) -> None:
+    """What would rollouts do at this traffic? Simulated counters, scraped, through the real analysis.
+
+    Traffic is simulated; everything after the scrape is production code: the Analyzer's raw
+    counter differences and the judge. Nothing is deployed and no Prometheus is needed.
+    """
+    from mlship.canary import whatif
+
+    cfg = load_config(config).canary
+    try:
+        sc = whatif.scenario(
+            scenario,
+            rps=rps,
+            stable_error_rate=stable_error_rate,
+            canary_error_rate=canary_error_rate,
+            latency_factor=latency_factor,
+            shift_sd=shift,
+            steps=tuple(_parse_steps(steps) or ()) or None,
+            burst_error_rate=burst_error_rate,
+            burst_seconds=burst_seconds,
+            burst_period=burst_period,
+            diurnal_swing=diurnal_swing,
+            max_seconds=max_seconds,
+        )
+        scraping = whatif.Scraping(scrape_interval, scrape_lag)
+        if scrape_interval <= 0 or scrape_lag < 0:
+            raise ValueError("--scrape-interval must be > 0 and --scrape-lag >= 0")
+    except ValueError as exc:
+        raise ConfigError(f"canary simulate: {exc}") from None
+    done = [0]
+
+    def progress(outcome: whatif.Outcome) -> None:
+        done[0] += 1
+        err.print(f"simulated {done[0]}/{runs} (seed {outcome.seed}: {outcome.ending})", end="\r")
+
+    outcomes = whatif.run_many(sc, cfg, runs, seed, scraping, on_run=None if as_json else progress)
+    if not as_json:
+        err.print()
+    result = {"scenario": sc.name, "rps": rps, "scrape_interval": scrape_interval, **whatif.summary(outcomes)}
+    if as_json:
+        typer.echo(json.dumps({**result, "per_run": [whatif.run_dict(o) for o in outcomes]}, indent=2))
+        return
+    table = Table(title=f"{runs} simulated rollouts: {sc.name}, {rps:g} req/s, scrape {scrape_interval:g}s")
+    for col in ("ending", "runs", "total requests (median / p90)", "canary requests", "seconds"):
+        table.add_column(col)
+    for ending, n in result["endings"].items():
+        if not n:
+            continue
+        row = result[ending]
+        table.add_row(
+            ending,
+            str(n),
+            *(
+                f"{row[k]['median']:.0f} / {row[k]['p90']:.0f}"
+                for k in ("total_requests", "canary_requests", "seconds")
+            ),
+        )
+    console.print(table)
+
+
+def _check_plan(controller: Controller, steps: list[int] | None) -> None:
+    """Before anything changes: warn when today's traffic cannot bring a step to a decision in time."""
+    from mlship.canary.plan import live_rps, make_plan
+
+    rps = live_rps(controller.prom, controller.analyzer.q)
+    if rps is None or rps <= 0:
+        err.print(
+            "[yellow]plan:[/] no request rate measured in the last 10 min: cannot tell how long steps take"
+        )
+        return
+    for warning in make_plan(controller.config.canary, rps, steps=steps).warnings:
+        err.print(f"[yellow]plan:[/] {warning} (`mlship canary plan`)", soft_wrap=True)
+
+
+@app.command()
+def plan(
+    rps: Annotated[
+        float | None, typer.Option(help="user requests per second (default: measured over the last 10 min)")
+    ] = None,
+    steps: Annotated[str | None, typer.Option(help="canary percentages, e.g. 10,25,50,100")] = None,
+    stable_error_rate: Annotated[
+        float, typer.Option(help="stable's error rate, for the detection estimate")
+    ] = 0.005,
+    effect: Annotated[
+        float, typer.Option(help="detect a canary with this many times stable's error rate")
+    ] = 10.0,
+    env: EnvOption = None,
+    prometheus_url: PromOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """How long each step needs at today's traffic, and whether the config lets a rollout decide.
+
+    Per judged step (weights below 100): the canary's request rate and the seconds to gather
+    canary.min_samples, against canary.max_step_seconds; and the requests and seconds the errors test
+    needs at the first step to roll back a canary with --effect times stable's error rate.
+    """
+    from mlship.canary.plan import live_rps, make_plan
+
+    config = load_config()
+    if rps is None:
+        controller = build_controller(config, env, prometheus_url)
+        measured = live_rps(controller.prom, controller.analyzer.q)
+        if measured is None:
+            raise RefusedError(
+                f"Prometheus at {controller.prom.url} is unreachable: pass today's rate with --rps"
+            )
+        rps = measured
+    try:
+        result = make_plan(
+            config.canary, rps, steps=_parse_steps(steps), stable_error_rate=stable_error_rate, effect=effect
+        )
+    except ValueError as exc:
+        raise ConfigError(f"canary plan: {exc}") from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(title=f"canary plan at {rps:.3g} req/s (max {config.canary.max_step_seconds:g}s a step)")
+    for col in ("step", "canary req/s", f"seconds to {config.canary.min_samples} canary requests", "fits"):
+        table.add_column(col)
+    for s in result.steps:
+        fits = "[red]no: expires[/]" if not s.fits else ("[yellow]at risk[/]" if s.at_risk else "yes")
+        table.add_row(f"{s.weight}%", f"{s.canary_rps:.3g}", f"{s.seconds_to_samples:.0f}", fits)
+    console.print(table)
+    console.print(f"a canary as good as stable: promoted after ~{result.seconds_to_promote:.0f}s")
+    if result.detection_requests is not None:
+        console.print(
+            f"a canary with {effect:g}x stable's {100 * stable_error_rate:.3g}% errors: rolled back at the "
+            f"first step after ~{result.detection_requests:.0f} requests "
+            f"(~{result.detection_seconds or 0:.0f}s, "
+            f"{result.detection_errors:.0f} errors), expected path",
+            soft_wrap=True,
+        )
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

@@ -1,89 +1,161 @@
-"""Turning Prometheus answers into an Observation.
+"""Turning scraped samples into an Observation: raw counter differences since the step began.
 
-The scrape skew below (the model server's counter scraped a few seconds before the router's) is a
-timing accident of two real scrape targets that a real Prometheus reproduces only by chance, so the
-Prometheus client here is a stand-in answering fixed values per query; the end-to-end path against a
-real Prometheus is covered by tests/integration (canary runs) and tests/monitoring/test_live.py.
+The Prometheus client here is a stand-in that stores series of samples (what a scrape would have
+stored) and answers ``raw_samples`` for the exact selectors the analysis asks for: it stands in for a
+real Prometheus whose scrape timing (two targets a few seconds apart, a counter reset at a known
+instant) cannot be arranged. The same path against a real Prometheus is in test_counter_resets.py
+and tests/integration (canary runs).
 """
 
 from __future__ import annotations
 
-import re
-import time
+import math
 
-from mlship.canary.analysis import LOCAL, Analyzer
+import pytest
+
+from mlship import names
+from mlship.canary.analysis import LOCAL, Analyzer, raw_increase
 from mlship.canary.judge import judge
 from mlship.canary.state import RolloutState
 from mlship.config import CanaryConfig
-from mlship.promclient import Sample
+
+NOW = 10_000.0
+STEP = 9_940.0  # the step began 60 s ago
 
 
-class AnsweringPrometheus:
-    """Answers each signal's query with a fixed value: ``values[(signal, role)]``."""
+class StoredPrometheus:
+    """Stored series per selector: ``series[selector] = [(labels, [(t, v), ...]), ...]``."""
 
-    def __init__(self, values: dict[tuple[str, str], float]) -> None:
-        self.values = values
+    def __init__(self, series: dict[str, list[tuple[dict[str, str], list]]]) -> None:
+        self.series = series
+        self.asked: list[tuple[str, int, float]] = []
 
-    def _value(self, expr: str) -> float:
-        for (signal, role), value in self.values.items():
-            if expr == LOCAL.render(signal, role, _window(expr)):
-                return value
-        return 0.0
-
-    def scalar(self, expr: str, *, default: float | None = None) -> float | None:
-        return self._value(expr)
-
-    def query(self, expr: str, *, time: float | None = None) -> list[Sample]:
-        return []
+    def raw_samples(self, selector: str, seconds: int, *, time: float) -> list[tuple[dict[str, str], list]]:
+        self.asked.append((selector, seconds, time))
+        return [
+            (labels, [(t, v) for t, v in samples if time - seconds < t <= time])
+            for labels, samples in self.series.get(selector, [])
+        ]
 
 
-def _window(expr: str) -> int:
-    return int(re.search(r"\[(\d+)s\]", expr).group(1))
+def sel(name: str, role: str, term: int = 0) -> str:
+    return LOCAL.selector(getattr(LOCAL, name).alternatives[0][term], role)
 
 
-def rollout(phase: str = "progressing", age_s: float = 8.0) -> RolloutState:
-    now = time.time()
+def counter(start: float, per_scrape: float, *, every: float = 15.0, since: float = STEP - 300) -> list:
+    """A counter scraped every ``every`` s from ``since``, growing ``per_scrape`` a scrape."""
+    n = int((NOW - since) // every) + 1
+    return [(since + i * every, start + i * per_scrape) for i in range(n)]
+
+
+def rollout(step_started_at: float = STEP) -> RolloutState:
     return RolloutState(
         rollout_id="r1",
         env="local",
-        phase=phase,
+        phase="progressing",
         stable_version="m:1",
         canary_version="m:2",
-        steps=[10, 100],
-        step_index=0,
-        weight=10,
+        steps=[10, 50, 100],
+        step_index=1,
+        weight=50,
         shadow=False,
-        started_at=now - age_s,
-        analysis_started_at=now - age_s,
-        step_started_at=now - age_s,
-        updated_at=now,
+        started_at=STEP - 600,
+        analysis_started_at=STEP - 600,
+        step_started_at=step_started_at,
+        updated_at=NOW,
     )
+
+
+def router(role: str, per_scrape: float, errors_per_scrape: float = 0.0) -> dict:
+    return {
+        sel("requests", role, 0): [
+            ({"code": "2xx"}, counter(100, per_scrape)),
+            ({"code": "5xx"}, counter(5, errors_per_scrape)),
+        ],
+        sel("requests", role, 1): [({}, counter(0, 0))],
+        sel("errors", role, 0): [({"code": "5xx"}, counter(5, errors_per_scrape))],
+        sel("errors", role, 1): [({}, counter(0, 0))],
+        sel("errors", role, 2): [({}, counter(0, 0))],
+    }
+
+
+def test_counts_are_raw_differences_from_the_first_scrape_of_the_step_never_extrapolated():
+    prom = StoredPrometheus({**router("stable", 150, 1), **router("canary", 150, 1)})
+    obs = Analyzer(prom).observe(rollout(), NOW)
+    # Scrapes at STEP-300+15i: the first at or after STEP is at STEP (i=20), then 4 more up to NOW.
+    # 4 scrape intervals of 150 2xx + 1 5xx: 604 requests, 4 errors (increase() would say 60/60 x more,
+    # and would count the previous step's traffic from the scrape before the step began).
+    for counts in (obs.stable, obs.canary):
+        assert (counts.requests, counts.errors, counts.rejected) == (604.0, 4.0, 0.0)
+        assert counts.no_data == ()
+    assert obs.step_canary_requests == 604.0
+    assert (obs.weight, obs.step_index, obs.judged_steps, obs.with_shadow) == (50, 1, 2, False)
+    assert obs.step_elapsed_s == 60.0 and obs.elapsed_s == 660.0
+    # Every selector was asked for the step's window, ending now.
+    assert {(seconds, time) for _, seconds, time in prom.asked} == {(61, NOW)}
+
+
+def test_a_counter_reset_counts_what_the_restarted_process_counted():
+    samples = [(STEP, 500.0), (STEP + 15, 650.0), (STEP + 30, 40.0), (STEP + 45, 190.0)]
+    assert raw_increase(samples, STEP) == 150 + 40 + 150
+    assert raw_increase(samples, STEP + 1) == 40 + 150  # (the reset sample is the new baseline: 0 -> 40)
+    assert raw_increase([(STEP - 5, 0.0), (STEP + 5, 10.0)], STEP) == 0.0  # one sample in the step
+    assert raw_increase([(STEP, 1.0), (STEP + 15, math.nan), (STEP + 30, 4.0)], STEP) == 3.0
+    assert raw_increase([], STEP) == 0.0
+
+
+def test_a_missing_series_is_no_data_never_zero():
+    prom = StoredPrometheus(router("stable", 150))  # the canary's router server is not scraped
+    obs = Analyzer(prom).observe(rollout(), NOW)
+    assert obs.canary.no_data == ("requests", "errors")  # rejections appear with the first one
+    verdict = judge(obs, CanaryConfig(min_samples=10))
+    assert verdict.decision == "wait"
+    assert "no data for canary requests (no series in Prometheus)" in verdict.evidence["missing"]
+    assert "no data for canary errors (no series in Prometheus)" in verdict.evidence["missing"]
 
 
 def test_rejections_scraped_ahead_of_the_router_are_capped_and_judged_as_no_data():
-    # First seconds of a rollout: the router has no routed request in the window yet, the model
+    # First seconds of a step: the router has no routed request in the window yet, the model
     # server already counted two rejected inputs.
-    prom = AnsweringPrometheus({("rejected", "stable"): 1.97, ("rejected", "canary"): 1.0})
-    obs = Analyzer(prom).observe(rollout(), time.time())
-
+    stored = {**router("stable", 0), **router("canary", 0)}
+    for role in ("stable", "canary"):
+        stored[sel("rejected", role)] = [({"reason": "x"}, [(STEP + 1, 3.0), (STEP + 16, 5.0)])]
+    obs = Analyzer(StoredPrometheus(stored)).observe(rollout(), NOW)
     assert (obs.stable.requests, obs.stable.rejected) == (0.0, 0.0)
     assert (obs.canary.requests, obs.canary.rejected) == (0.0, 0.0)
-    verdict = judge(obs, CanaryConfig())
-    assert verdict.decision == "wait"
+    assert judge(obs, CanaryConfig()).decision == "wait"
 
 
-def test_counts_within_the_request_count_pass_through_unchanged():
-    prom = AnsweringPrometheus(
-        {
-            ("requests", "stable"): 900.0,
-            ("errors", "stable"): 4.0,
-            ("rejected", "stable"): 18.0,
-            ("requests", "canary"): 100.0,
-            ("errors", "canary"): 30.0,
-            ("rejected", "canary"): 2.0,
-        }
+def test_histograms_are_summed_by_bucket_bound_with_inf_and_unlabelled_series_ignored():
+    latency = LOCAL.selector(LOCAL.latency.selector, "canary")
+    stored = {
+        **router("stable", 150),
+        **router("canary", 150),
+        latency: [
+            ({"le": "0.1", "instance": "a"}, [(STEP, 0.0), (STEP + 15, 7.0)]),
+            ({"le": "0.1", "instance": "b"}, [(STEP, 10.0), (STEP + 15, 13.0)]),
+            ({"le": "+Inf", "instance": "a"}, [(STEP, 0.0), (STEP + 15, 9.0)]),
+            ({"le": "NaN", "instance": "a"}, [(STEP, 0.0), (STEP + 15, 99.0)]),
+            ({"instance": "a"}, [(STEP, 0.0), (STEP + 15, 99.0)]),
+        ],
+    }
+    obs = Analyzer(StoredPrometheus(stored)).observe(rollout(), NOW)
+    assert obs.canary.latency.buckets == {0.1: 10.0, math.inf: 9.0}
+    assert obs.stable.latency.buckets == {}  # no series: an empty histogram, which never passes
+    assert obs.canary.latency.count == 9.0
+
+
+def test_a_step_begun_mid_scrape_does_not_count_the_previous_steps_traffic():
+    prom = StoredPrometheus({**router("stable", 150), **router("canary", 150)})
+    # The step began 5 s after a scrape: the scrape before it (previous step) is not a baseline.
+    obs = Analyzer(prom).observe(rollout(step_started_at=STEP + 5), NOW)
+    assert obs.canary.requests == 3 * 150  # scrapes at STEP+15, +30, +45, +60: 3 intervals
+    assert {seconds for _, seconds, _ in prom.asked} == {56}
+
+
+@pytest.mark.parametrize("role", ["stable", "canary"])
+def test_the_local_selectors_name_the_routers_servers_of_the_role(role):
+    assert sel("requests", role) == (
+        f'{names.METRIC_ROUTER_RESPONSES}{{proxy="{names.HAPROXY_BACKEND}",server=~"{role}(-[0-9]+)?"}}'
     )
-    obs = Analyzer(prom).observe(rollout(age_s=60), time.time())
-
-    assert (obs.stable.requests, obs.stable.errors, obs.stable.rejected) == (900.0, 4.0, 18.0)
-    assert (obs.canary.requests, obs.canary.errors, obs.canary.rejected) == (100.0, 30.0, 2.0)
+    assert LOCAL.render("requests", role, 60).startswith(f"sum(increase({sel('requests', role)}[60s]))")

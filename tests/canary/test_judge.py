@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import numpy as np
 import pytest
 
-from mlship.canary.judge import PHASE_SHARE, SIGNAL_SHARE, judge
+from mlship.canary.judge import FIRST_STEP_SHARE, SHADOW_SHARE, SIGNAL_SHARE, judge, stage_budget
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
 from mlship.canary.simulate import SERVICE_LATENCY_BUCKETS, decile_buckets
 from mlship.config import CanaryConfig, GateConfig
@@ -51,12 +52,14 @@ def role(
     )
 
 
-def observe(stable, canary, *, step_canary=None, step_elapsed=60.0, shadow=False, paired=None) -> Observation:
+def observe(
+    stable, canary, *, step_canary=None, step_elapsed=60.0, shadow=False, paired=None, weight=10, step=1
+) -> Observation:
     return Observation(
         stable=stable,
         canary=canary,
-        weight=0 if shadow else 10,
-        step_index=-1 if shadow else 1,
+        weight=0 if shadow else weight,
+        step_index=-1 if shadow else step,
         step_canary_requests=canary.requests if step_canary is None else step_canary,
         elapsed_s=step_elapsed + 100.0,
         step_elapsed_s=step_elapsed,
@@ -84,11 +87,13 @@ def test_a_bad_error_rate_rolls_back_and_the_verdict_carries_its_evidence(rng):
     verdict = judge(observe(role(rng, 3600), role(rng, 400, error_rate=0.08)), CFG)
     assert verdict.decision == "rollback"
     assert verdict.triggered_by == ["errors"]
-    assert "errors canary" in verdict.reason and "margin 0.5%" in verdict.reason
+    assert "errors canary" in verdict.reason and "limit 1.5" in verdict.reason
     errors = verdict.evidence["signals"]["errors"]
+    assert errors["test"] == "share" and errors["canary_share"] == 0.1
     assert errors["rejected"] and errors["log_e_value"] >= errors["threshold"]
-    assert errors["alpha"] == pytest.approx(CFG.false_rollback_rate * PHASE_SHARE["canary"] * 0.5)
+    assert errors["alpha"] == pytest.approx(CFG.false_rollback_rate * SIGNAL_SHARE["canary"]["errors"])
     assert errors["canary_trials"] == 400 and errors["stable_trials"] == 3600
+    assert errors["null_share"] == pytest.approx(0.1 * 1.5 / (0.1 * 1.5 + 0.9))
     logged = json.loads(json.dumps(verdict.to_dict(), allow_nan=False))  # strict JSON for the log
     assert logged["decision"] == "rollback" and logged["reason"] == verdict.reason
     for name, signal in logged["evidence"]["signals"].items():
@@ -125,15 +130,16 @@ def test_no_data_is_never_a_pass(rng):
     waiting = judge(observe(role(rng, 3600), empty, step_elapsed=30.0), CFG)
     assert waiting.decision == "wait"
     late = judge(observe(role(rng, 3600), empty, step_elapsed=CFG.max_step_seconds + 1), CFG)
-    assert late.decision == "rollback"
-    assert "insufficient data" in late.reason and late.triggered_by == ["insufficient data"]
+    # No evidence against the canary: it expires (withdrawn), it is not rolled back.
+    assert late.decision == "expire" and late.triggered_by == []
+    assert "insufficient data" in late.reason and late.evidence["expired"] == "insufficient data"
 
 
 def test_a_stable_without_traffic_never_lets_the_canary_advance(rng):
     verdict = judge(observe(RoleCounts(), role(rng, 400)), CFG)
     assert verdict.decision == "wait" and "stable has no traffic" in verdict.reason
     late = judge(observe(RoleCounts(), role(rng, 400), step_elapsed=CFG.max_step_seconds + 1), CFG)
-    assert late.decision == "rollback" and "stable has no traffic" in late.reason
+    assert late.decision == "expire" and "stable has no traffic" in late.reason
 
 
 def test_a_missing_latency_histogram_blocks_advancing(rng):
@@ -143,7 +149,7 @@ def test_a_missing_latency_histogram_blocks_advancing(rng):
     assert not verdict.evidence["signals"]["latency"]["ready"]
 
 
-def test_an_estimate_past_its_limit_holds_the_step_then_rolls_back_as_inconclusive():
+def test_an_estimate_past_its_limit_holds_the_step_then_expires_without_a_verdict():
     stable = RoleCounts(
         requests=3600,
         errors=18,
@@ -152,15 +158,36 @@ def test_an_estimate_past_its_limit_holds_the_step_then_rolls_back_as_inconclusi
     )
     canary = RoleCounts(
         requests=200,
-        errors=3,
+        errors=8,
         latency=hist(SERVICE_LATENCY_BUCKETS, np.full(200, 0.04)),
         predictions=hist(PREDICTION_BUCKETS, np.full(200, 150.0)),
-    )  # 1.5 % vs 0.5 %: past the 0.5 % margin, far from significant
+    )  # 4 % vs 0.5 %: 8 of 26 errors on a 10 % canary, a ratio of 4 (limit 1.5), e-value 2.5 of 200
+
     held = judge(observe(stable, canary), CFG)
     assert held.decision == "wait" and "errors past its limit" in held.reason
     assert held.evidence["holding"] == ["errors"]
+    errors = held.evidence["signals"]["errors"]
+    assert 0 < errors["log_e_value"] < errors["threshold"] and errors["ratio_estimate"] > 1.5
     late = judge(observe(stable, canary, step_elapsed=CFG.max_step_seconds + 1), CFG)
-    assert late.decision == "rollback" and late.triggered_by == ["inconclusive"]
+    assert late.decision == "expire" and late.triggered_by == []
+    assert late.evidence["expired"] == "inconclusive"
+    # Fewer canary errors than its share would take: no lean, the step advances.
+    fine = dataclasses.replace(canary, errors=1)
+    assert judge(observe(stable, fine), CFG).decision == "advance"
+
+
+def test_a_traffic_step_at_100_percent_has_no_control_and_is_refused(rng):
+    with pytest.raises(ValueError, match=r"weight must be 1\.\.99 in a traffic step"):
+        judge(observe(role(rng, 0), role(rng, 400), weight=100), CFG)
+
+
+def test_an_error_burst_both_arms_share_is_no_evidence_against_the_canary(rng):
+    # A 50 % step: a 20 % error burst hit both versions alike (outage of a shared dependency).
+    stable = role(rng, 2000, error_rate=0.05)
+    canary = role(rng, 2000, error_rate=0.05)
+    verdict = judge(observe(stable, canary, weight=50), CFG)
+    assert verdict.decision == "advance"
+    assert verdict.evidence["signals"]["errors"]["null_share"] == pytest.approx(1.5 / 2.5)
 
 
 def test_shadow_phase_advances_a_candidate_that_agrees_with_stable(rng):
@@ -193,15 +220,35 @@ def test_a_gateway_mirror_without_pairs_is_judged_on_distributions_alone(rng):
     assert shifted.decision == "rollback" and shifted.triggered_by == ["predictions"]
 
 
-@pytest.mark.parametrize("phase", ["canary", "shadow"])
-def test_the_false_rollback_budget_is_split_without_exceeding_the_configured_rate(phase):
-    assert sum(PHASE_SHARE.values()) <= 1.0
-    assert sum(SIGNAL_SHARE[phase].values()) <= 1.0 + 1e-12
+@pytest.mark.parametrize("with_shadow", [False, True])
+@pytest.mark.parametrize("judged", [1, 2, 4])
+def test_the_false_rollback_budget_is_split_between_stages_without_exceeding_the_configured_rate(
+    with_shadow, judged
+):
+    assert all(sum(shares.values()) <= 1.0 + 1e-12 for shares in SIGNAL_SHARE.values())
     rng = np.random.default_rng(1)
     paired = hist(DIFF_BUCKETS, np.abs(rng.normal(0, 3, size=400)))
-    verdict = judge(observe(role(rng, 400), role(rng, 400), shadow=phase == "shadow", paired=paired), CFG)
-    spent = sum(s["alpha"] for s in verdict.evidence["signals"].values())
-    assert spent <= CFG.false_rollback_rate * PHASE_SHARE[phase] * (1 + 1e-12)
+    stages = [(-1, True)] if with_shadow else []
+    stages += [(i, False) for i in range(judged)]
+    total = 0.0
+    for index, shadow in stages:
+        obs = observe(role(rng, 400), role(rng, 400), shadow=shadow, paired=paired, step=index)
+        obs = dataclasses.replace(obs, judged_steps=judged, with_shadow=with_shadow)
+        verdict = judge(obs, CFG)
+        spent = sum(s["alpha"] for s in verdict.evidence["signals"].values())
+        assert spent <= stage_budget(CFG.false_rollback_rate, obs) * (1 + 1e-12)
+        assert verdict.evidence["stage_alpha"] == stage_budget(CFG.false_rollback_rate, obs)
+        total += stage_budget(CFG.false_rollback_rate, obs)
+    # The whole rollout spends exactly the configured rate (a union bound over its stages).
+    assert total == pytest.approx(CFG.false_rollback_rate)
+    first = stage_budget(CFG.false_rollback_rate, observe(RoleCounts(), RoleCounts(), step=0))
+    assert first == CFG.false_rollback_rate  # one judged step (the default of observe) takes it all
+    if judged > 1 and not with_shadow:
+        obs = dataclasses.replace(observe(RoleCounts(), RoleCounts(), step=0), judged_steps=judged)
+        assert stage_budget(CFG.false_rollback_rate, obs) == CFG.false_rollback_rate * FIRST_STEP_SHARE
+    if with_shadow:
+        obs = dataclasses.replace(observe(RoleCounts(), RoleCounts(), shadow=True), with_shadow=True)
+        assert stage_budget(CFG.false_rollback_rate, obs) == CFG.false_rollback_rate * SHADOW_SHARE
 
 
 @pytest.mark.parametrize(
@@ -218,3 +265,16 @@ def test_the_false_rollback_budget_is_split_without_exceeding_the_configured_rat
 def test_an_impossible_observation_is_refused_naming_the_field(canary, message):
     with pytest.raises(ValueError, match=message):
         judge(observe(RoleCounts(requests=10), canary, step_canary=0), CFG)
+
+
+@pytest.mark.parametrize("short", ["stable", "canary"])
+def test_both_arms_need_enough_latency_and_prediction_observations(rng, short):
+    # Either arm short of observations keeps the step waiting (not only when both are).
+    few, many = role(rng, 150), role(rng, 3000)
+    stable, canary = (few, many) if short == "stable" else (many, few)
+    weight = 95 if short == "stable" else 5  # the traffic split that gives those counts
+    verdict = judge(observe(stable, canary, step_canary=400, weight=weight), CFG)
+    assert verdict.decision == "wait"
+    for signal in ("latency", "predictions"):
+        assert not verdict.evidence["signals"][signal]["ready"], signal
+        assert any(m.startswith(f"{signal}: ") and "need 200 each" in m for m in verdict.evidence["missing"])

@@ -25,7 +25,6 @@ from mlship.canary.publish import render
 from mlship.canary.state import RolloutState, StateStore, StepRecord
 from mlship.config import CanaryConfig, Config
 from mlship.errors import RefusedError
-from mlship.promclient import Sample
 
 STABLE, CANARY = "a1a1a1a1a1a1", "b2b2b2b2b2b2"
 T0 = 1_800_000_000.0
@@ -221,16 +220,13 @@ def test_the_analysis_counts_the_step_from_the_repair(world):
     windows = []
 
     class Recording:
-        def scalar(self, expr: str, *, default: float | None = None) -> float:
-            windows.append((expr, int(expr.rsplit("[", 1)[1].split("s]")[0])))
-            return 0.0
-
-        def query(self, expr: str, *, time: float | None = None) -> list[Sample]:
+        def raw_samples(self, selector: str, seconds: int, *, time: float) -> list:
+            windows.append((selector, seconds))
             return []
 
     Analyzer(Recording(), LOCAL).observe(state, clock() + 40)  # type: ignore[arg-type]
-    step_query = LOCAL.render("requests", "canary", 40)
-    assert (step_query, 40) in windows  # 40 s since the repair, not 340 s since the step opened
+    step_query = LOCAL.selector(LOCAL.requests.alternatives[0][0], "canary")
+    assert (step_query, 41) in windows  # 40 s since the repair (+1 s), not 340 s since the step opened
 
 
 def test_mirroring_lost_in_the_shadow_phase_is_turned_back_on(world):
@@ -381,25 +377,25 @@ def test_a_step_change_the_backend_refuses_pauses_and_changes_nothing(world):
     assert backend.route.weight == 50 and not state.paused
 
 
-def test_a_failed_rollback_is_retried_never_undone(world):
+def test_a_failed_expiry_is_retried_never_undone(world):
     controller, backend, analyzer, clock = world
     rollout(controller, backend)
-    clock.advance(700)  # past max_step_seconds without samples: the judge rolls back
+    clock.advance(700)  # past max_step_seconds without samples: the rollout expires
     backend.refuse = RuntimeError("pulumi up failed: connection reset")
     state, verdict = controller.tick()
-    assert verdict.decision == "rollback" and state.phase == "progressing"
+    assert verdict.decision == "expire" and state.phase == "progressing"
     assert reconcile.rollback_pending(controller.store.load())
 
     backend.edit(weight=0)  # what a half-applied rollback leaves: no repair back towards the canary
     clock.advance(2)
     state, verdict = controller.tick()
-    assert verdict.decision == "rollback" and state.phase == "progressing"
+    assert verdict.decision == "expire" and state.phase == "progressing"
     assert "set_weight 10" not in backend.calls
 
     backend.refuse = None
     clock.advance(2)
     state, verdict = controller.tick()
-    assert state.phase == "rolled_back" and backend.route.canary_version is None
+    assert state.phase == "expired" and backend.route.canary_version is None
     assert analyzer.calls == 1  # judged once; the retries acted on the decision already taken
 
 

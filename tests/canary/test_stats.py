@@ -424,3 +424,59 @@ def test_disagreement_test_uses_the_next_bucket_bound_and_rejects_only_above_the
         bounds, np.array([0.0, 0, 0, 1000]), tolerance=50.0, limit=0.2, alpha=0.005
     )
     assert too_wide.tolerance_bound is None and not too_wide.rejected
+
+
+# --- share_test: which arm the events land on -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "rest", "t0"),
+    [(0, 0, 0.1), (3, 10, 0.1), (10, 3, 0.1), (13, 12, 0.1), (50, 500, 0.5), (0, 40, 0.3)],
+)
+def test_share_e_value_is_the_truncated_uniform_mixture_by_brute_force(k, rest, t0):
+    # The closed form (incomplete Beta) against numerical integration of the mixture it stands for.
+    from scipy import integrate
+
+    numerator = integrate.quad(lambda t: t**k * (1 - t) ** rest, t0, 1, epsabs=0, epsrel=1e-11)[0]
+    brute = numerator / (1 - t0) / (t0**k * (1 - t0) ** rest)
+    assert math.exp(float(stats.share_log_e(k, rest, t0))) == pytest.approx(brute, rel=1e-7)
+
+
+@pytest.mark.parametrize("theta", [0.1, 0.05])
+def test_share_test_keeps_its_false_alarm_rate_over_continuous_monitoring(theta):
+    # Ville: P(sup_t E_t >= 1/alpha) <= alpha when each event lands on the canary with probability
+    # <= the null share. Every event is a look (the tightest monitoring there is).
+    alpha, t0, runs, events = 0.1, 0.1, 2000, 150
+    rng = np.random.default_rng(7)
+    on_canary = np.cumsum(rng.random((runs, events)) < theta, axis=1)
+    seen = np.arange(1, events + 1)
+    log_e = stats.share_log_e(on_canary, seen - on_canary, t0)
+    crossed = (log_e >= math.log(1 / alpha)).any(axis=1).mean()
+    assert crossed <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / runs)
+    if theta == t0:  # at the edge of the null the bound is nearly reached: the test is not wasteful
+        assert crossed > alpha / 4
+
+
+def test_share_test_detects_a_canary_taking_more_than_its_share_of_errors():
+    # 10 % weight, canary 5 % errors vs stable 0.5 %: about half of the errors land on the canary.
+    test = stats.share_test(10, 9, canary_share=0.1, ratio_limit=1.5, alpha=0.0025)
+    assert test.rejected and test.event_share == pytest.approx(10 / 19)
+    assert test.ratio_estimate == pytest.approx((10 / 9) * 9)
+    assert test.null_share == pytest.approx(0.15 / 1.05)
+    # The same counts at a 50 % weight are what an identical canary would show: no evidence.
+    assert stats.share_test(10, 9, canary_share=0.5, ratio_limit=1.0, alpha=0.0025).log_e_value < 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"canary_share": 1.0}, "canary_share must be in"),
+        ({"canary_share": 0.0}, "canary_share must be in"),
+        ({"ratio_limit": 0.9}, "ratio_limit must be >= 1"),
+        ({"alpha": 0.0}, "alpha"),
+    ],
+)
+def test_share_test_refuses_a_step_without_control_or_a_bad_limit(kwargs, message):
+    args = {"canary_share": 0.1, "ratio_limit": 1.5, "alpha": 0.01, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        stats.share_test(1, 1, **args)

@@ -28,13 +28,14 @@ from mlship.model.releases import Release, Releases
 
 pytestmark = pytest.mark.integration
 
+# Two judged steps (25 %, 50 %; 100 is the promotion: stable stays the control at every judged step).
 FAST = CanaryConfig(
-    steps=[25, 100], min_samples=150, max_step_seconds=240, poll_seconds=1.0, shadow_samples=150
+    steps=[25, 50, 100], min_samples=150, max_step_seconds=240, poll_seconds=1.0, shadow_samples=150
 )
 # Issue 16's rollout: 10% first. Few samples per step: the sequence matters, not the statistics. The
 # candidate's predictions differ from the baseline's by a PSI of 0.2-0.4 on 40 samples, which would
 # hold the step for tens of seconds (as in devtools/reliability/recovery.py, the limit is relaxed).
-ISSUE_16 = FAST.model_copy(update={"steps": [10, 100], "min_samples": 40, "prediction_psi_limit": 5.0})
+ISSUE_16 = FAST.model_copy(update={"steps": [10, 50, 100], "min_samples": 40, "prediction_psi_limit": 5.0})
 
 
 @pytest.fixture(scope="module")

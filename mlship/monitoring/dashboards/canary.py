@@ -92,7 +92,7 @@ def build(config: Config) -> dashboard.Dashboard:
         .with_panel(
             graph(
                 "Phase",
-                "1 for the rollout's current phase: shadow, progressing, promoted, rolled_back.",
+                "1 for the rollout's current phase: shadow, progressing, promoted, rolled_back, expired.",
                 [Query(f"max by (namespace, phase) ({METRIC_CANARY_PHASE}) == 1", "{{phase}}")],
                 minimum=0,
             )
