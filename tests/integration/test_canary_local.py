@@ -21,7 +21,7 @@ from mlship.canary.controller import Controller
 from mlship.canary.state import RolloutState, StateStore
 from mlship.cli import app
 from mlship.config import CanaryConfig, Config
-from mlship.errors import MlshipError, RefusedError
+from mlship.errors import ConfigError, MlshipError, RefusedError
 from mlship.local.processes import alive, kill_tree
 from mlship.model import approval
 from mlship.model.releases import Release, Releases
@@ -95,7 +95,7 @@ def test_refusals_change_nothing(canary_env, controller, models):
         controller.start(models["shifted"].version)
     with pytest.raises(RefusedError, match="already the stable version"):
         controller.start(before.stable_version)
-    with pytest.raises(RefusedError, match="strictly increasing"):
+    with pytest.raises(ConfigError, match="strictly increasing"):
         controller.start(models["candidate"].version, steps=[50, 20, 100])
     unreachable = controller_for(canary_env, "http://127.0.0.1:9")
     with pytest.raises(RefusedError, match=r"Prometheus .* unreachable"):
