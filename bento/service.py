@@ -18,9 +18,11 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlship import names
+from mlship.feedback import serving as feedback
+from mlship.feedback.endpoint import FeedbackEndpoint
 from mlship.model import features
 from mlship.model.schema import Schema
-from mlship.serving.logs import install_privacy_filters, json_logger
+from mlship.serving.logs import install_privacy_filters, json_logger, request_id
 from mlship.serving.metrics import ServiceMetrics
 from mlship.serving.middleware import RequestGuard
 from mlship.serving.runtime import SCHEMA_FILE, ModelRuntime
@@ -47,6 +49,10 @@ METRICS = ServiceMetrics(
     feature_version=str(_stored.info.metadata.get("feature_version", features.LATEST)),
     schema_buckets=SCHEMA.target.buckets,
 )
+_offline_rmse = (_stored.info.metadata.get("metrics") or {}).get("rmse")
+FEEDBACK = feedback.setup(VERSION, offline_rmse=float(_offline_rmse) if _offline_rmse is not None else None)
+# on_prediction(request_id, version, role, rows, predictions), called after every scored request.
+ON_PREDICTION = [*FEEDBACK.hooks]
 
 
 class PredictBatchRequest(BaseModel):
@@ -104,6 +110,8 @@ class ModelService:
         predictions = self.runtime.predict(frame)
         bins = {f.name: SCHEMA.bin_index(f.name, frame[f.name].to_numpy()) for f in SCHEMA.features}
         self.metrics.observe(frame, predictions, bins, endpoint)
+        for hook in ON_PREDICTION:
+            hook(request_id.get(), VERSION, ROLE, rows, predictions)
         if next(self._counter) % SKEW_CHECK_EVERY == 0:
             self._skew_check(rows, frame)
         return predictions
@@ -149,3 +157,4 @@ ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
 ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
     ShadowMirror, target_file=target_file_from_env(), metrics=METRICS
 )
+ModelService.add_asgi_middleware(FeedbackEndpoint, **FEEDBACK.endpoint_options)  # type: ignore[attr-defined]

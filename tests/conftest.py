@@ -69,6 +69,8 @@ def service_module(models):
     if "mlship_bento_service" in sys.modules:
         return sys.modules["mlship_bento_service"]
     os.environ["MLSHIP_MODEL_TAG"] = models["baseline"].tag
+    # The in-process server's feedback store (tests/feedback reads it); `local up` sets it for real servers.
+    os.environ["MLSHIP_FEEDBACK_DB"] = str(_SESSION_DIR / "feedback" / "feedback.db")
     path = Path(__file__).resolve().parents[1] / "bento" / "service.py"
     spec = importlib.util.spec_from_file_location("mlship_bento_service", path)
     module = importlib.util.module_from_spec(spec)
