@@ -253,18 +253,16 @@ class FeedbackStore:
         )
         return float(row[0]) if row else None
 
-    def quality(self, *, since: float | None = None) -> list[QualityRow]:
-        """Online RMSE and MAE per model version and role, over outcomes received since ``since``."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT p.model_version, p.role, count(*), "
-                "avg((p.prediction - o.outcome) * (p.prediction - o.outcome)), "
-                "avg(abs(p.prediction - o.outcome)) "
-                "FROM outcomes o JOIN predictions p USING (request_id, idx) "
-                "WHERE o.received_at >= ? GROUP BY p.model_version, p.role ORDER BY p.model_version, p.role",
-                (since if since is not None else 0.0,),
-            )
-            .fetchall()
+    def quality(self, *, since: float | None = None, until: float | None = None) -> list[QualityRow]:
+        """Online RMSE and MAE per model version and role, over outcomes received in [since, until)."""
+        query = (
+            "SELECT p.model_version, p.role, count(*), "
+            "avg((p.prediction - o.outcome) * (p.prediction - o.outcome)), "
+            "avg(abs(p.prediction - o.outcome)) "
+            "FROM outcomes o JOIN predictions p USING (request_id, idx) "
+            "WHERE o.received_at >= ? AND o.received_at < ? "
+            "GROUP BY p.model_version, p.role ORDER BY p.model_version, p.role"
         )
+        bounds = (since if since is not None else 0.0, until if until is not None else math.inf)
+        rows = self._conn().execute(query, bounds).fetchall()
         return [QualityRow(v, r, int(n), math.sqrt(mse), float(mae)) for v, r, n, mse, mae in rows]
