@@ -19,6 +19,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "canary_detection": ([], ["--quick"]),
     "drift_detection": ([], ["--quick"]),
     "pulumi_render": ([], []),
+    "feedback": ([], ["--quick"]),
 }
 
 

@@ -1,0 +1,46 @@
+"""Monitor 5: a non-finite prediction served from a valid input is counted at serving time (the
+NonFinitePredictions alert reads the counter); non-finite inputs never reach the model (400)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from prometheus_client import REGISTRY
+
+from mlship import names
+from mlship.serving.runtime import ModelRuntime
+
+
+def _non_finite(version: str) -> float:
+    value = REGISTRY.get_sample_value(
+        names.METRIC_NON_FINITE, {names.LABEL_MODEL_VERSION: version, "kind": "prediction"}
+    )
+    return value or 0.0
+
+
+def test_finite_predictions_keep_the_counter_at_zero_but_present(client, valid_row, service_module):
+    assert client.post("/predict", json=valid_row).status_code == 200
+    # The series exists at 0 from the first prediction on: the alert's increase() has a baseline.
+    assert (
+        REGISTRY.get_sample_value(
+            names.METRIC_NON_FINITE, {names.LABEL_MODEL_VERSION: service_module.VERSION, "kind": "prediction"}
+        )
+        is not None
+    )
+
+
+def test_a_model_predicting_nan_on_valid_input_is_counted(client, valid_row, service_module, monkeypatch):
+    # Stands in for a model whose computation overflows: the served estimator returns NaN and inf.
+    monkeypatch.setattr(ModelRuntime, "predict", lambda self, frame: np.array([np.nan, np.inf])[: len(frame)])
+    before = _non_finite(service_module.VERSION)
+    client.post("/predict_batch", json={"instances": [valid_row, valid_row]})
+    assert _non_finite(service_module.VERSION) - before == 2
+
+
+def test_non_finite_inputs_are_refused_before_the_model(client, valid_row, service_module):
+    before = _non_finite(service_module.VERSION)
+    text = json.dumps({**valid_row, "bmi": 0.0}).replace('"bmi": 0.0', '"bmi": NaN')
+    response = client.post("/predict", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert _non_finite(service_module.VERSION) == before
