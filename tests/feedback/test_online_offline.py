@@ -93,3 +93,23 @@ def test_offline_and_online_rmse_correlate_across_versions(models, tmp_path, rec
     online = {p["version"]: p["online_rmse"] for p in points}
     shifted, baseline = models["shifted"].version, models["baseline"].version
     assert online[shifted] > 1.5 * online[baseline], "the shifted variant's online error rises"
+
+
+def test_a_version_without_outcomes_or_outside_the_window_has_no_online_point(tmp_path):
+    """Points come only from joined outcomes in their window: a version served but never labelled (or
+    labelled in another window) is left out rather than given an online RMSE."""
+    from mlship.feedback.store import Outcome, PredictionRow
+
+    store = FeedbackStore(tmp_path / "fb.db")
+    now = time.time()
+    store.record_predictions(
+        [
+            PredictionRow("a", 0, "labelled", "stable", 10.0, now),
+            PredictionRow("b", 0, "silent", "canary", 10.0, now),
+        ]
+    )
+    store.add_outcomes([Outcome("a", 0, 13.0)], now=now + 10)
+    assert [(q.model_version, q.rmse) for q in store.quality(since=now, until=now + 60)] == [
+        ("labelled", 3.0)
+    ]
+    assert store.quality(since=now + 60, until=now + 120) == []
