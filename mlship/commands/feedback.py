@@ -110,8 +110,8 @@ def ingest_cmd(
     ] = False,
 ) -> None:
     """Join a file of outcomes to the served predictions, all or nothing unless --skip-refused."""
-    outcomes = read_outcomes(file)
     store = open_store(db)
+    outcomes = read_outcomes(file)
     joined, refused = store.add_outcomes(outcomes)
     if refused and skip_refused:
         bad = {r.index for r in refused}
