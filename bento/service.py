@@ -20,6 +20,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlship import names
+from mlship.feedback import serving as feedback
+from mlship.feedback.endpoint import FeedbackEndpoint
 from mlship.model import features
 from mlship.model.schema import Schema
 from mlship.serving.fastpath import PredictApp
@@ -50,6 +52,8 @@ METRICS = ServiceMetrics(
     feature_version=str(_stored.info.metadata.get("feature_version", features.LATEST)),
     schema_buckets=SCHEMA.target.buckets,
 )
+_offline_rmse = (_stored.info.metadata.get("metrics") or {}).get("rmse")
+FEEDBACK = feedback.setup(VERSION, offline_rmse=float(_offline_rmse) if _offline_rmse is not None else None)
 
 
 class PredictBatchRequest(BaseModel):
@@ -81,6 +85,7 @@ FAST = PredictApp(
 )
 # Other code registers here: FAST.on_prediction.append(hook) (see PredictionHook in fastpath.py).
 on_prediction = FAST.on_prediction
+on_prediction.extend(FEEDBACK.hooks)  # the outcome store's recorder: predictions to join outcomes to
 
 
 @bentoml.service(
@@ -147,3 +152,5 @@ class ModelService:
 # tracing and concurrency limit still run first. (@bentoml.service adds add_asgi_middleware to the
 # class at run time, out of the type checker's sight.)
 ModelService.add_asgi_middleware(FAST.wrap)  # type: ignore[attr-defined]
+# POST /feedback: outcomes joined to the predictions the on_prediction recorder stored.
+ModelService.add_asgi_middleware(FeedbackEndpoint, **FEEDBACK.endpoint_options)  # type: ignore[attr-defined]

@@ -53,6 +53,13 @@ SERVING_MODULES = (
     "serving/middleware.py",
     "serving/logs.py",
     "serving/shadow.py",
+    "feedback/__init__.py",
+    "feedback/store.py",
+    "feedback/recorder.py",
+    "feedback/validation.py",
+    "feedback/metrics.py",
+    "feedback/endpoint.py",
+    "feedback/serving.py",
 )
 # Distributions the server needs, pinned to the versions installed here.
 SERVING_REQUIREMENTS = (
@@ -108,7 +115,7 @@ def stage_context(dest: Path) -> Path:
     root = project_root()
     if dest.exists():
         shutil.rmtree(dest)
-    for sub in ("serving", "model"):
+    for sub in ("serving", "model", "feedback"):
         (dest / "mlship" / sub).mkdir(parents=True)
     shutil.copy2(root / "bento" / "bentofile.yaml", dest / "bentofile.yaml")
     shutil.copy2(root / "bento" / "service.py", dest / "service.py")

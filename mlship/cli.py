@@ -26,6 +26,7 @@ COMMAND_MODULES: list[tuple[str, str | None]] = [
     ("deploy", None),
     ("drift", None),
     ("score", None),
+    ("feedback", "feedback"),
 ]
 
 app = typer.Typer(

@@ -128,6 +128,18 @@ class DriftConfig(_Strict):
     max_model_age_days: Annotated[float, Field(gt=0.0)] = 30.0
 
 
+class FeedbackConfig(_Strict):
+    """Outcome feedback (mlship/feedback): the shared store of served predictions and their outcomes."""
+
+    # Predictions (and their outcomes) older than this are expired: outcomes for them are refused and
+    # `mlship feedback purge` deletes them.
+    retention_days: Annotated[float, Field(gt=0.0, le=3650.0)] = 30.0
+    # `mlship load` and `mlship demo`: share of answered requests whose true target is sent back as an
+    # outcome, and how long after the prediction.
+    outcome_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    outcome_delay_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 5.0
+
+
 class Config(_Strict):
     model: ModelConfig = ModelConfig()
     local: LocalConfig = LocalConfig()
@@ -135,6 +147,7 @@ class Config(_Strict):
     gate: GateConfig = GateConfig()
     slo: SLOConfig = SLOConfig()
     drift: DriftConfig = DriftConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
 
 
 def load_config(path: Path | None = None) -> Config:

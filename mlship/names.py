@@ -58,12 +58,28 @@ METRIC_PREDICTIONS = "mlship_predictions_total"
 # pipeline; mismatches between the online and offline feature vectors are counted.
 METRIC_SKEW_CHECKS = "mlship_skew_checks_total"
 METRIC_SKEW_MISMATCHES = "mlship_skew_mismatches_total"
-# Counter of requests whose model answered a non-finite value (NaN/inf): answered 500, never served.
-METRIC_NONFINITE_PREDICTIONS = "mlship_nonfinite_predictions_total"
 # Shadow phase (local environment, application-level mirroring done by the stable server):
 # calls to the candidate (label result="ok"|"error") and |candidate - stable| per request.
 METRIC_SHADOW_REQUESTS = "mlship_shadow_requests_total"
 METRIC_SHADOW_ABS_DIFF = "mlship_shadow_abs_diff"
+
+# Outcome feedback (mlship/feedback): outcomes joined to served predictions. Labelled with the version
+# and role of the server that made the prediction (any server may receive its outcome). The role label
+# is `prediction_role`: a scraped `role` would collide with the target's (honorLabels on Kubernetes).
+LABEL_PREDICTION_ROLE = "prediction_role"
+METRIC_OUTCOMES = "mlship_outcomes_total"  # outcomes joined to a prediction
+METRIC_OUTCOME_SQUARED_ERROR = "mlship_outcome_squared_error_total"  # sum of (prediction - outcome)^2
+METRIC_OUTCOME_ABS_ERROR = "mlship_outcome_abs_error"  # histogram of |prediction - outcome|
+OUTCOME_ABS_ERROR_BUCKETS: tuple[float, ...] = (5, 10, 20, 30, 40, 50, 60, 80, 100, 150, 200)
+# Counter of refused outcome submissions (labels: reason, field; reasons in mlship/feedback/validation.py).
+METRIC_FEEDBACK_REJECTED = "mlship_feedback_rejected_total"
+# Counter of served predictions not recorded because the recorder's queue was full.
+METRIC_FEEDBACK_DROPPED = "mlship_feedback_predictions_dropped_total"
+# Gauge: the held-out RMSE stored with the serving model (the offline estimate online RMSE is held to).
+METRIC_MODEL_OFFLINE_RMSE = "mlship_model_offline_rmse"
+# Counter of requests whose model answered a non-finite prediction (NaN/inf) at serving time (labels:
+# model_version, endpoint): answered 500, never served; alert NonFinitePredictions (Monitor 5).
+METRIC_NON_FINITE = "mlship_non_finite_total"
 
 # BentoML's own metrics (names fixed by BentoML 1.4).
 METRIC_BENTO_REQUESTS = "bentoml_service_request_total"
@@ -108,5 +124,6 @@ ENDPOINT_PREDICT = "/predict"
 SERVER_KEEP_ALIVE_S = 75
 ROUTER_IDLE_POOL_S = 5
 ENDPOINT_PREDICT_BATCH = "/predict_batch"
+ENDPOINT_FEEDBACK = "/feedback"  # outcomes of served predictions (mlship/feedback/endpoint.py)
 MAX_BATCH_SIZE = 1000
 MAX_REQUEST_BYTES = 1_048_576  # enforced by the proxy (local) and the gateway (Kubernetes)

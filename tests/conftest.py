@@ -69,6 +69,8 @@ def service_module(models):
     if "mlship_bento_service" in sys.modules:
         return sys.modules["mlship_bento_service"]
     os.environ["MLSHIP_MODEL_TAG"] = models["baseline"].tag
+    # The in-process server's feedback store (tests/feedback reads it); `local up` sets it for real servers.
+    os.environ["MLSHIP_FEEDBACK_DB"] = str(_SESSION_DIR / "feedback" / "feedback.db")
     path = Path(__file__).resolve().parents[1] / "bento" / "service.py"
     spec = importlib.util.spec_from_file_location("mlship_bento_service", path)
     module = importlib.util.module_from_spec(spec)
@@ -123,10 +125,14 @@ class LocalEnv:
     def proxy_url(self) -> str:
         return self.env.proxy_url
 
-    def start_traffic(self, rps: float, invalid_share: float = 0.0) -> None:
+    def start_traffic(self, rps: float, invalid_share: float = 0.0, outcome_share: float = 0.0) -> None:
+        """``outcome_share``: the true target of that share of answered requests goes to /feedback 1 s
+        later (every 1/invalid_share-th twice: refused duplicates)."""
         from mlship.local import load
 
-        rows = load.traffic_rows(seed=42, test_size=0.2)
+        rows, targets = load.traffic_population(seed=42, test_size=0.2)
+        every = round(1 / invalid_share) if invalid_share > 0 else 0
+        outcomes = load.Outcomes(targets, outcome_share, 1.0, every) if outcome_share > 0 else None
         self.traffic = load.LoadReport(target=self.proxy_url, rps=rps, duration_s=3600)
         self._stop.clear()
         self._thread = threading.Thread(
@@ -138,6 +144,7 @@ class LocalEnv:
                 "invalid_share": invalid_share,
                 "stop": self._stop,
                 "report": self.traffic,
+                "outcomes": outcomes,
             },
             daemon=True,
         )
@@ -183,7 +190,7 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
     env = handle.env
     env.up(models["baseline"].version)
     Releases.load().record(models["baseline"].version, "initial")
-    handle.start_traffic(rps=20, invalid_share=0.05)
+    handle.start_traffic(rps=20, invalid_share=0.05, outcome_share=0.5)
     controller = local_controller(handle.config, env)
     # Shadow first (mirrored requests), then the canary takes half the routed traffic and stays there:
     # min_samples is out of reach, so the rollout keeps running while the tests look at it.
@@ -193,7 +200,7 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
         if time.monotonic() > deadline:
             raise RuntimeError("the shadow phase did not end in 180 s under 20 req/s")
         time.sleep(2)
-    handle.covers = {"canary", "rollout", "shadow", "rejections"}
+    handle.covers = {"canary", "rollout", "shadow", "rejections", "outcomes", "rejected-outcomes"}
     time.sleep(5)
     try:
         yield handle

@@ -20,6 +20,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "canary_traffic": ([], ["--quick"]),
     "drift_detection": ([], ["--quick"]),
     "pulumi_render": ([], []),
+    "feedback": ([], ["--quick"]),
 }
 
 

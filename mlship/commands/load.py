@@ -39,13 +39,36 @@ def load(
     url: Annotated[str | None, typer.Option(help="target (default: the local proxy)")] = None,
     shift: Annotated[list[str] | None, typer.Option(help="FEATURE=DELTA: shift a feature (drift)")] = None,
     invalid_share: Annotated[float, typer.Option(min=0.0, max=0.99, help="share of invalid requests")] = 0.0,
+    outcome_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of answered requests whose true target goes to /feedback (default: config)",
+        ),
+    ] = None,
+    outcome_delay: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=3600, help="seconds between answer and outcome (default: config)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replay patient rows at a constant rate; report sent/ok/4xx/5xx and latency percentiles."""
     config = load_config()
     target = url or LocalEnvironment(config).proxy_url
     loadgen.require_target(target, explicit=url is not None)
-    rows = loadgen.traffic_rows(seed=config.model.seed, test_size=config.model.test_size)
+    rows, targets = loadgen.traffic_population(seed=config.model.seed, test_size=config.model.test_size)
+    share = config.feedback.outcome_share if outcome_share is None else outcome_share
+    outcomes = (
+        loadgen.Outcomes(
+            targets=targets,
+            share=share,
+            delay_s=config.feedback.outcome_delay_s if outcome_delay is None else outcome_delay,
+            duplicate_every=round(1 / invalid_share) if invalid_share > 0 else 0,
+        )
+        if share > 0
+        else None
+    )
     shifts = _parse_shifts(shift or [])
     if shifts:
         models = registry.list_models(config.model.name)
@@ -57,7 +80,9 @@ def load(
             raise typer.BadParameter(str(exc)) from None
     total = int(rps * duration)
     if as_json:
-        report = loadgen.run_load(target, rows, rps=rps, duration_s=duration, invalid_share=invalid_share)
+        report = loadgen.run_load(
+            target, rows, rps=rps, duration_s=duration, invalid_share=invalid_share, outcomes=outcomes
+        )
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
     with Progress(
@@ -76,6 +101,7 @@ def load(
             duration_s=duration,
             invalid_share=invalid_share,
             on_tick=lambda r: progress.update(task, completed=r.sent),
+            outcomes=outcomes,
         )
     print_report(report)
 
@@ -98,3 +124,9 @@ def print_report(report: loadgen.LoadReport) -> None:
         ", ".join(f"{v}:{n}" for v, n in sorted(report.versions.items())),
     )
     console.print(table)
+    if report.outcomes_sent:
+        console.print(
+            f"outcomes sent to /feedback: {report.outcomes_sent} ({report.outcomes_accepted} accepted, "
+            f"{report.outcomes_refused} refused, {report.outcomes_failed} failed); "
+            "online quality: `mlship feedback report`"
+        )

@@ -141,17 +141,32 @@ def run_demo(config: Config, console: Console, *, containerize: bool = False) ->
     Releases.load().record(records["baseline"].version, "initial")
     console.print(f"  proxy {env.proxy_url}  Prometheus {env.prometheus_url}  logs {env.logs}")
 
-    rows = load.traffic_rows(seed=config.model.seed, test_size=config.model.test_size)
+    rows, targets = load.traffic_population(seed=config.model.seed, test_size=config.model.test_size)
+    # The true targets of a share of answered requests come back as outcomes after a delay: online RMSE
+    # per version (`mlship feedback report`, the Model and data dashboard) within minutes.
+    sent_outcomes = load.Outcomes(
+        targets=targets, share=config.feedback.outcome_share, delay_s=config.feedback.outcome_delay_s
+    )
     stop = threading.Event()
     traffic = load.LoadReport(target=env.proxy_url, rps=DEMO_RPS, duration_s=24 * 3600)
     thread = threading.Thread(
         target=load.run_load,
         args=(env.proxy_url, rows),
-        kwargs={"rps": DEMO_RPS, "duration_s": 24 * 3600, "stop": stop, "report": traffic},
+        kwargs={
+            "rps": DEMO_RPS,
+            "duration_s": 24 * 3600,
+            "stop": stop,
+            "report": traffic,
+            "outcomes": sent_outcomes if config.feedback.outcome_share > 0 else None,
+        },
         daemon=True,
     )
     thread.start()
-    console.print(f"  traffic: {DEMO_RPS:g} requests/s of patient rows through the proxy")
+    console.print(
+        f"  traffic: {DEMO_RPS:g} requests/s of patient rows through the proxy; the true outcome of "
+        f"{config.feedback.outcome_share:.0%} of them goes to /feedback "
+        f"{config.feedback.outcome_delay_s:g} s later"
+    )
     time.sleep(5)
 
     controller = local_controller(config, env)

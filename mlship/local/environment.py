@@ -103,6 +103,8 @@ class LocalEnvironment:
         self.targets_dir = self.dir / "targets"
         self.textfile_dir = self.dir / "textfile"
         self.shadow_file = self.dir / "shadow.json"
+        # One feedback store for every server (WAL + busy timeout): outcomes join whichever server predicted.
+        self.feedback_db = self.dir / "feedback" / "feedback.db"
 
     # --- addresses ---------------------------------------------------------------------------
     @property
@@ -363,6 +365,8 @@ class LocalEnvironment:
             "MLSHIP_MODEL_TAG": record.tag,
             "MLSHIP_ROLE": role,
             "MLSHIP_WORKERS": str(self.config.local.workers),
+            "MLSHIP_FEEDBACK_DB": str(self.feedback_db),
+            "MLSHIP_FEEDBACK_RETENTION_DAYS": str(self.config.feedback.retention_days),
         }
         if role == names.ROLE_STABLE:
             env["MLSHIP_SHADOW_FILE"] = str(self.shadow_file)

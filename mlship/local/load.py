@@ -36,6 +36,20 @@ def require_target(target: str, *, explicit: bool) -> None:
         raise EnvironmentNotReady(f"nothing answers at {target} ({exc}): {hint}") from None
 
 
+@dataclass(frozen=True)
+class Outcomes:
+    """Send the true target of a share of answered requests to /feedback, ``delay_s`` after the answer.
+
+    ``duplicate_every``: every n-th outcome is sent twice (the second must be refused as a duplicate):
+    the invalid share of a run covers the feedback endpoint's refusals too.
+    """
+
+    targets: Sequence[float]
+    share: float
+    delay_s: float
+    duplicate_every: int = 0
+
+
 @dataclass
 class LoadReport:
     target: str
@@ -52,6 +66,11 @@ class LoadReport:
     versions: dict[str, int] = field(default_factory=dict)
     failure_kinds: dict[str, int] = field(default_factory=dict)  # exception name -> count
     achieved_rps: float = 0.0
+    # Outcomes sent to /feedback (true targets of answered requests), by answer.
+    outcomes_sent: int = 0
+    outcomes_accepted: int = 0
+    outcomes_refused: int = 0  # 4xx (the deliberate duplicates of an invalid share among them)
+    outcomes_failed: int = 0  # 5xx or no answer
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +88,13 @@ BANDWIDTH = 0.1  # kernel standard deviation, as a share of each feature's stand
 
 
 def traffic_rows(*, seed: int, test_size: float, size: int = POPULATION_SIZE) -> list[dict[str, float | int]]:
+    """The patient population the load generator replays (``traffic_population`` without the targets)."""
+    return traffic_population(seed=seed, test_size=test_size, size=size)[0]
+
+
+def traffic_population(
+    *, seed: int, test_size: float, size: int = POPULATION_SIZE
+) -> tuple[list[dict[str, float | int]], list[float]]:
     """The patient population the load generator replays: a smoothed bootstrap of the dataset's rows.
 
     Rows are drawn with replacement from the dataset's feature rows and each numeric feature gets Gaussian
@@ -77,19 +103,26 @@ def traffic_rows(*, seed: int, test_size: float, size: int = POPULATION_SIZE) ->
     is. Replaying the 89 held-out rows instead would send the same few point masses over and over, and
     bucketed comparisons of two good models' predictions (PSI) would see spurious shifts: two models
     whose predictions correlate at 0.995 differ by PSI 0.4 on those rows and by 0.02 on this population.
+
+    The targets are the true outcomes of the dataset rows each patient was drawn from (what `mlship load`
+    sends back to /feedback): the feature noise is small, so they stand for the patient's outcome.
     """
     frame = data.load_frame()
     split = data.split(frame, seed=seed, test_size=test_size)
     schema = Schema.derive(split.train, dataset=data.DATASET_NAME, data_hash=data.data_hash(frame))
     rows = frame.loc[:, schema.names]
     rng = np.random.default_rng(seed)
-    sample = rows.iloc[rng.integers(0, len(rows), size)].reset_index(drop=True)
+    drawn = rng.integers(0, len(rows), size)
+    sample = rows.iloc[drawn].reset_index(drop=True)
+    targets = [float(v) for v in frame[data.TARGET].to_numpy()[drawn]]
     for feature in schema.features:
         if isinstance(feature, NumericFeature):
             noise = rng.normal(0.0, BANDWIDTH * float(rows[feature.name].std()), size)
             sample[feature.name] = np.clip(sample[feature.name] + noise, feature.minimum, feature.maximum)
     records = sample.to_dict(orient="records")
-    return [{str(k): (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in records]
+    return [
+        {str(k): (int(v) if k == "sex" else float(v)) for k, v in row.items()} for row in records
+    ], targets
 
 
 def shift_rows(
@@ -132,15 +165,49 @@ async def _run(
     on_tick: Callable[[LoadReport], None] | None,
     stop: threading.Event | None,
     seed: int,
+    outcomes: Outcomes | None = None,
 ) -> list[float]:
     latencies: list[float] = []
+    feedback_url = url.rsplit("/", 1)[0] + names.ENDPOINT_FEEDBACK
+    pick = np.random.default_rng(seed + 1)
     total = max(1, int(rps * duration_s))
     interval = 1.0 / rps
     in_flight = 0
     limits = httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=10.0, limits=limits, trust_env=False) as client:
 
-        async def one(body: bytes, scheduled: float) -> None:
+        async def send_outcome(request_id: str, value: float, copies: int) -> None:
+            await asyncio.sleep(outcomes.delay_s if outcomes else 0.0)
+            body = json.dumps({"request_id": request_id, "outcome": value}).encode()
+            for _ in range(copies):
+                report.outcomes_sent += 1
+                try:
+                    answer = await client.post(
+                        feedback_url, content=body, headers={"content-type": "application/json"}
+                    )
+                except httpx.HTTPError:
+                    report.outcomes_failed += 1
+                    continue
+                if answer.status_code < 300:
+                    report.outcomes_accepted += 1
+                elif answer.status_code < 500:
+                    report.outcomes_refused += 1
+                else:
+                    report.outcomes_failed += 1
+
+        def maybe_outcome(response: httpx.Response, index: int) -> None:
+            if outcomes is None or pick.random() >= outcomes.share:
+                return
+            request_id = response.headers.get("x-request-id")
+            if not request_id:
+                return
+            n = report.outcomes_sent
+            copies = 2 if outcomes.duplicate_every and n % outcomes.duplicate_every == 0 and n else 1
+            task = asyncio.create_task(send_outcome(request_id, float(outcomes.targets[index]), copies))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        async def one(body: bytes, scheduled: float, index: int) -> None:
             nonlocal in_flight
             try:
                 response = await client.post(url, content=body, headers={"content-type": "application/json"})
@@ -158,6 +225,7 @@ async def _run(
                 report.ok += 1
                 version = response.json().get("model_version", "?")
                 report.versions[version] = report.versions.get(version, 0) + 1
+                maybe_outcome(response, index)
             elif code < 500:
                 report.client_errors += 1
             else:
@@ -181,13 +249,13 @@ async def _run(
                 continue
             in_flight += 1
             report.sent += 1
-            task = asyncio.create_task(one(body, scheduled))
+            task = asyncio.create_task(one(body, scheduled, int(index)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             if on_tick is not None and i % max(1, int(rps)) == 0:
                 on_tick(report)
-        if tasks:
-            await asyncio.gather(*tasks)
+        while tasks:  # answered requests may still add their outcomes
+            await asyncio.gather(*list(tasks))
         report.achieved_rps = round(report.sent / max(1e-9, time.perf_counter() - start), 2)
     return latencies
 
@@ -203,10 +271,13 @@ def run_load(
     stop: threading.Event | None = None,
     report: LoadReport | None = None,
     seed: int = 0,
+    outcomes: Outcomes | None = None,
 ) -> LoadReport:
     """Send ``rps`` requests per second for ``duration_s`` seconds to ``proxy_url``/predict.
 
-    ``stop`` ends the run early; ``report`` (updated live) lets another thread watch the counts.
+    ``stop`` ends the run early; ``report`` (updated live) lets another thread watch the counts;
+    ``outcomes``: send the true targets (one per row of ``rows``) of a share of answered requests to
+    ``proxy_url``/feedback after a delay.
     """
     if rps <= 0 or duration_s <= 0:
         raise ValueError("rps and duration must be positive")
@@ -219,7 +290,9 @@ def run_load(
     ]
     url = proxy_url.rstrip("/") + names.ENDPOINT_PREDICT
     report = report or LoadReport(target=url, rps=rps, duration_s=duration_s)
-    latencies = asyncio.run(_run(url, payloads, rps, duration_s, report, on_tick, stop, seed))
+    if outcomes is not None and len(outcomes.targets) != len(rows):
+        raise ValueError("outcomes need one target per row")
+    latencies = asyncio.run(_run(url, payloads, rps, duration_s, report, on_tick, stop, seed, outcomes))
     if latencies:
         arr = np.array(latencies)
         report.latency_ms = {

@@ -22,6 +22,14 @@ class Limits:
     # Share of re-checked rows whose online features differ from the offline pipeline's.
     skew_mismatch_ratio: float = 0.01
     skew_window: str = "1h"
+    # Online quality (outcomes joined to predictions): window, the least outcomes in it before the online
+    # RMSE is judged (the RMSE of 50 normal errors is within about +-20% of the true one, 95%), and the
+    # ratio to the offline (held-out) RMSE above which quality regressed.
+    quality_window: str = "1h"
+    min_outcomes: int = 50
+    online_rmse_ratio: float = 1.25
+    # Non-finite predictions: any in this window pages.
+    non_finite_window: str = "10m"
     # Window of the canary-versus-stable comparison.
     canary_window: str = "10m"
     # Hosts: free disk share, available memory share.

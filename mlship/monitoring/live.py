@@ -31,6 +31,9 @@ NEEDS_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("shadow", re.compile(r"mlship_shadow_")),
     ("canary", re.compile(rf'{names.LABEL_ROLE}="{names.ROLE_CANARY}"')),
     ("rejections", re.compile(re.escape(names.METRIC_REJECTED))),
+    # outcomes sent to /feedback (mlship load's outcome share), some refused (its duplicates)
+    ("outcomes", re.compile(r"mlship_outcome|mlship:online_")),
+    ("rejected-outcomes", re.compile(re.escape(names.METRIC_FEEDBACK_REJECTED))),
 )
 
 

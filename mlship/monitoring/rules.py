@@ -24,6 +24,7 @@ import yaml
 from mlship.config import Config
 from mlship.monitoring.host_rules import host_group
 from mlship.monitoring.model_rules import model_data_group
+from mlship.monitoring.quality_rules import quality_group
 from mlship.monitoring.rule_types import DEFAULT_RUNBOOK_BASE_URL, Alert, Group
 from mlship.monitoring.service_rules import canary_group, service_group
 from mlship.monitoring.slo import model_api_slos, slo_group
@@ -42,6 +43,7 @@ def groups(config: Config | None = None) -> list[Group]:
         service_group(config),
         canary_group(config),
         model_data_group(config),
+        quality_group(),
         host_group(),
     ]
 

@@ -83,7 +83,7 @@ class ServiceMetrics:
             [_V],
         )
         self.nonfinite = Counter(
-            names.METRIC_NONFINITE_PREDICTIONS.removesuffix("_total"),
+            names.METRIC_NON_FINITE.removesuffix("_total"),
             "Requests whose model answered a non-finite prediction (answered 500)",
             [_V, "endpoint"],
         )

@@ -183,11 +183,11 @@ def test_a_non_finite_prediction_is_answered_500_and_counted(service_module, cli
     estimator = service_module.FAST.runtime.estimator
     monkeypatch.setattr(estimator, "predict", lambda matrix: np.full(len(matrix), np.nan))
     version = service_module.VERSION
-    before = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    before = _metric(client, names.METRIC_NON_FINITE, model_version=version, endpoint="/predict")
     response = client.post("/predict", json=valid_row)
     assert response.status_code == 500
     assert "nan" not in response.text.lower()
-    after = _metric(client, "mlship_nonfinite_predictions_total", model_version=version, endpoint="/predict")
+    after = _metric(client, names.METRIC_NON_FINITE, model_version=version, endpoint="/predict")
     assert after == before + 1
 
 

@@ -55,6 +55,10 @@ EXPECTED: dict[tuple[str, ...], tuple[int, str]] = {
     ("deploy", "--stack", "nope"): (ExitCode.USAGE, "stacks here: dev"),
     ("images", "build", "nope"): (ExitCode.USAGE, "nope"),
     ("score",): (ExitCode.USAGE, "declare which tests, figures, benchmarks and live checks"),
+    ("feedback", "ingest", "outcomes.csv"): (ExitCode.NOT_READY, "`mlship local up`"),
+    ("feedback", "report"): (ExitCode.NOT_READY, "`mlship local up`"),
+    ("feedback", "delete", "abc"): (ExitCode.NOT_READY, "`mlship local up`"),
+    ("feedback", "purge"): (ExitCode.NOT_READY, "`mlship local up`"),
 }
 # First steps that succeed on a fresh checkout (they are what the errors above point to); each is run
 # end to end elsewhere: `model train` in tests/unit/test_training.py, `images build` and `demo` by

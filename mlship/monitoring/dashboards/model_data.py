@@ -10,6 +10,7 @@ from mlship.monitoring import promql as q
 from mlship.monitoring.dashboards.panels import RATE, Query, bars, base, graph, grid, histogram_heatmap
 from mlship.monitoring.limits import LIMITS
 from mlship.monitoring.model_rules import NAMES as DATA
+from mlship.monitoring.quality_rules import NAMES as QUALITY
 
 VERSION_LEGEND = "{{role}} {{model_version}}"
 FEATURE_LEGEND = "{{feature}} ({{role}} {{model_version}})"
@@ -55,6 +56,45 @@ def build(config: Config) -> dashboard.Dashboard:
                 unit="percentunit",
                 width=24,
                 height=10,
+            )
+        )
+        .with_row(dashboard.Row("Online quality (outcomes joined to predictions)"))
+        .with_panel(
+            graph(
+                f"Online RMSE per version and role ({LIMITS.quality_window})",
+                "RMSE of served predictions against the outcomes sent to /feedback, next to the held-out "
+                "RMSE stored with each model (dashed: offline). OnlineQualityRegression fires above "
+                f"{q.number(LIMITS.online_rmse_ratio)} x offline with at least "
+                f"{q.number(LIMITS.min_outcomes)} outcomes.",
+                [
+                    Query(QUALITY.rmse, "online {{role}} {{model_version}}"),
+                    Query(QUALITY.offline_rmse, "offline {{model_version}}"),
+                ],
+                minimum=0,
+            )
+        )
+        .with_panel(
+            graph(
+                "Labelled predictions and refused outcomes",
+                "Outcomes joined to a prediction per second (by the predicting version and role), and "
+                "outcome submissions refused per second by reason.",
+                [
+                    Query(
+                        f"sum by (namespace, model_version, prediction_role) "
+                        f"(rate({q.sel(names.METRIC_OUTCOMES, q.MODEL_JOB)}[{RATE}]))",
+                        "joined {{prediction_role}} {{model_version}}",
+                    ),
+                    Query(
+                        f"sum by (namespace, reason) "
+                        f"(rate({q.sel(names.METRIC_FEEDBACK_REJECTED, q.MODEL_JOB)}[{RATE}]))",
+                        "refused: {{reason}}",
+                    ),
+                    Query(
+                        f"sum by (namespace, role) "
+                        f"(rate({q.sel(names.METRIC_NON_FINITE, q.MODEL_JOB)}[{RATE}]))",
+                        "non-finite predictions {{role}}",
+                    ),
+                ],
             )
         )
         .with_row(dashboard.Row("Feature drift against training"))

@@ -1,0 +1,1 @@
+"""Outcome feedback: served predictions recorded, outcomes joined to them, online quality measured."""

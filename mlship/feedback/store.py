@@ -1,0 +1,268 @@
+"""The outcome feedback store: served predictions and the outcomes joined to them, in one SQLite file.
+
+Why SQLite (stdlib ``sqlite3``): an embedded, crash-safe database that several processes share through
+one file. Every model server of the local environment (stable, stable-2, the canary, and each BentoML
+worker inside them) opens the same file: WAL mode lets readers work while one writer commits, and the
+busy timeout makes concurrent writers wait for each other instead of failing. A prediction is keyed by
+the request id the server returns (``X-Request-ID``) and its row index within the request (0 for
+``/predict``); an outcome is stored once per key, joined at write time to the prediction's model version
+and role. Nothing lives in memory: the join survives any restart.
+
+Retention: predictions older than ``retention_days`` are expired (an outcome for them is refused as
+``expired``) and ``purge`` deletes them with their outcomes. ``delete`` removes one request's data.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+BUSY_TIMEOUT_S = 10.0
+DEFAULT_RETENTION_DAYS = 30.0
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    request_id    TEXT    NOT NULL,
+    idx           INTEGER NOT NULL,
+    model_version TEXT    NOT NULL,
+    role          TEXT    NOT NULL,
+    prediction    REAL    NOT NULL,
+    predicted_at  REAL    NOT NULL,
+    PRIMARY KEY (request_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_time ON predictions (predicted_at);
+CREATE TABLE IF NOT EXISTS outcomes (
+    request_id  TEXT    NOT NULL,
+    idx         INTEGER NOT NULL,
+    outcome     REAL    NOT NULL,
+    received_at REAL    NOT NULL,
+    PRIMARY KEY (request_id, idx)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    request_id: str
+    idx: int
+    model_version: str
+    role: str
+    prediction: float
+    predicted_at: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    request_id: str
+    idx: int
+    outcome: float
+
+
+@dataclass(frozen=True)
+class Joined:
+    """An accepted outcome with the prediction it was joined to."""
+
+    request_id: str
+    idx: int
+    model_version: str
+    role: str
+    prediction: float
+    outcome: float
+
+    @property
+    def error(self) -> float:
+        return self.prediction - self.outcome
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An outcome the store refused: ``reason`` is unknown_request_id | expired | duplicate."""
+
+    index: int  # position in the submitted batch
+    request_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    model_version: str
+    role: str
+    n: int
+    rmse: float
+    mae: float
+
+
+class FeedbackStore:
+    """One SQLite file shared by every process; a connection per thread (sqlite3's rule)."""
+
+    def __init__(self, path: Path, *, retention_days: float = DEFAULT_RETENTION_DAYS) -> None:
+        if retention_days <= 0:
+            raise ValueError("retention_days must be positive")
+        self.path = Path(path)
+        self.retention_s = retention_days * 86400
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._conn()
+        db.executescript(_SCHEMA)  # IF NOT EXISTS: every process may run it, in its own transaction
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # The store holds predictions linked to patients' requests: owner-only, like the state folder.
+        self.path.chmod(0o600)
+
+    # --- connections ---------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a committed transaction survives a process crash (not a power loss).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # Deleted rows are overwritten with zeros, not left in free pages: `delete` really erases.
+            conn.execute("PRAGMA secure_delete = ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE): checks and inserts see one state."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- writes --------------------------------------------------------------------------------
+    def record_predictions(self, rows: Iterable[PredictionRow]) -> int:
+        """Store served predictions; a request id already stored keeps its first prediction."""
+        batch = [
+            (r.request_id, r.idx, r.model_version, r.role, r.prediction, r.predicted_at)
+            for r in rows
+            if math.isfinite(r.prediction)
+        ]
+        if not batch:
+            return 0
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", batch)
+            return db.total_changes - before
+
+    def add_outcomes(
+        self, outcomes: Sequence[Outcome], *, now: float | None = None
+    ) -> tuple[list[Joined], list[Refusal]]:
+        """All or nothing: every outcome is joined and stored, or none is and the refusals say why.
+
+        A batch naming the same key twice is refused as a duplicate too, so a retried batch never
+        stores anything twice.
+        """
+        now = time.time() if now is None else now
+        joined: list[Joined] = []
+        refused: list[Refusal] = []
+        seen: set[tuple[str, int]] = set()
+        with self._tx() as db:
+            for index, o in enumerate(outcomes):
+                key = (o.request_id, o.idx)
+                row = db.execute(
+                    "SELECT model_version, role, prediction, predicted_at FROM predictions "
+                    "WHERE request_id = ? AND idx = ?",
+                    key,
+                ).fetchone()
+                if row is None:
+                    refused.append(Refusal(index, o.request_id, "unknown_request_id"))
+                    continue
+                if row[3] < now - self.retention_s:
+                    refused.append(Refusal(index, o.request_id, "expired"))
+                    continue
+                stored = db.execute("SELECT 1 FROM outcomes WHERE request_id = ? AND idx = ?", key).fetchone()
+                if stored is not None or key in seen:
+                    refused.append(Refusal(index, o.request_id, "duplicate"))
+                    continue
+                seen.add(key)
+                joined.append(Joined(o.request_id, o.idx, row[0], row[1], row[2], o.outcome))
+            if refused:
+                return [], refused
+            db.executemany(
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?)",
+                [(j.request_id, j.idx, j.outcome, now) for j in joined],
+            )
+        return joined, []
+
+    def delete(self, request_ids: Sequence[str]) -> tuple[int, int]:
+        """Remove these requests' predictions and outcomes: (predictions, outcomes) deleted."""
+        ids = [(r,) for r in request_ids]
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany("DELETE FROM outcomes WHERE request_id = ?", ids)
+            outcomes = db.total_changes - before
+            db.executemany("DELETE FROM predictions WHERE request_id = ?", ids)
+            predictions = db.total_changes - before - outcomes
+        return predictions, outcomes
+
+    def purge(self, *, older_than_s: float | None = None, now: float | None = None) -> tuple[int, int]:
+        """Delete predictions older than the retention (or ``older_than_s``) with their outcomes."""
+        now = time.time() if now is None else now
+        cutoff = now - (self.retention_s if older_than_s is None else older_than_s)
+        with self._tx() as db:
+            before = db.total_changes
+            db.execute(
+                "DELETE FROM outcomes WHERE (request_id, idx) IN "
+                "(SELECT request_id, idx FROM predictions WHERE predicted_at < ?)",
+                (cutoff,),
+            )
+            outcomes = db.total_changes - before
+            db.execute("DELETE FROM predictions WHERE predicted_at < ?", (cutoff,))
+            predictions = db.total_changes - before - outcomes
+        return predictions, outcomes
+
+    # --- reads ---------------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        """(predictions, outcomes) stored."""
+        db = self._conn()
+        p = db.execute("SELECT count(*) FROM predictions").fetchone()[0]
+        o = db.execute("SELECT count(*) FROM outcomes").fetchone()[0]
+        return int(p), int(o)
+
+    def prediction(self, request_id: str, idx: int = 0) -> PredictionRow | None:
+        row = (
+            self._conn()
+            .execute("SELECT * FROM predictions WHERE request_id = ? AND idx = ?", (request_id, idx))
+            .fetchone()
+        )
+        return PredictionRow(*row) if row else None
+
+    def outcome(self, request_id: str, idx: int = 0) -> float | None:
+        row = (
+            self._conn()
+            .execute("SELECT outcome FROM outcomes WHERE request_id = ? AND idx = ?", (request_id, idx))
+            .fetchone()
+        )
+        return float(row[0]) if row else None
+
+    def quality(self, *, since: float | None = None, until: float | None = None) -> list[QualityRow]:
+        """Online RMSE and MAE per model version and role, over outcomes received in [since, until)."""
+        query = (
+            "SELECT p.model_version, p.role, count(*), "
+            "avg((p.prediction - o.outcome) * (p.prediction - o.outcome)), "
+            "avg(abs(p.prediction - o.outcome)) "
+            "FROM outcomes o JOIN predictions p USING (request_id, idx) "
+            "WHERE o.received_at >= ? AND o.received_at < ? "
+            "GROUP BY p.model_version, p.role ORDER BY p.model_version, p.role"
+        )
+        bounds = (since if since is not None else 0.0, until if until is not None else math.inf)
+        rows = self._conn().execute(query, bounds).fetchall()
+        return [QualityRow(v, r, int(n), math.sqrt(mse), float(mae)) for v, r, n, mse, mae in rows]
