@@ -27,7 +27,8 @@ QUEUE_CAPACITY = 20_000  # requests (each up to MAX_BATCH_SIZE rows) waiting to 
 FLUSH_BATCH = 500  # requests per transaction
 FLUSH_WAIT_S = 0.2  # longest a prediction waits in the queue while traffic is low
 
-OnPrediction = Callable[[str, str, str, Sequence[Any], Iterable[float]], None]
+# As fastpath.PredictionHook: (request_id, version, role, rows, predictions), rows and predictions arrays.
+OnPrediction = Callable[[str, str, str, Any, Any], None]
 _Item = tuple[str, str, str, list[float], float]
 
 LOG = logging.getLogger("mlship.feedback")
