@@ -120,7 +120,7 @@ def start(
     """
     config = load_config()
     controller = build_controller(config, env, prometheus_url)
-    _check_plan(controller, _parse_steps(steps))
+    _check_plan(controller, version, _parse_steps(steps))
     state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
     _print_forced(state.forced)
     where = "shadow (mirrored traffic)" if state.phase == "shadow" else f"{state.weight}% of traffic"
@@ -232,7 +232,7 @@ def run(
                 )
             err.print(f"resuming rollout {state.rollout_id} ({state.phase}, weight {state.weight}%)")
         else:
-            _check_plan(controller, _parse_steps(steps))
+            _check_plan(controller, version, _parse_steps(steps))
             state = controller.start(version, steps=_parse_steps(steps), shadow=shadow, force=force)
             _print_forced(state.forced)
         state = drive(controller, quiet=as_json)
@@ -434,9 +434,13 @@ def simulate(
     console.print(table)
 
 
-def _check_plan(controller: Controller, steps: list[int] | None) -> None:
+def _check_plan(controller: Controller, version: str, steps: list[int] | None) -> None:
     """Before anything changes: warn when today's traffic cannot bring a step to a decision in time."""
     from mlship.canary.plan import live_rps, make_plan
+    from mlship.model import registry
+
+    # An unknown version is refused first, with its one-line error: no plan for what cannot start.
+    registry.resolve(controller.config.model.name, version)
 
     rps = live_rps(controller.prom, controller.analyzer.q)
     if rps is None or rps <= 0:
