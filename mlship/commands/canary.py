@@ -439,10 +439,7 @@ def _check_plan(controller: Controller, steps: list[int] | None) -> None:
     from mlship.canary.plan import live_rps, make_plan
 
     rps = live_rps(controller.prom, controller.analyzer.q)
-    if rps is None or rps <= 0:
-        err.print(
-            "[yellow]plan:[/] no request rate measured in the last 10 min: cannot tell how long steps take"
-        )
+    if rps is None or rps <= 0:  # nothing measured (no Prometheus, no traffic yet): start refuses or says
         return
     for warning in make_plan(controller.config.canary, rps, steps=steps).warnings:
         err.print(f"[yellow]plan:[/] {warning} (`mlship canary plan`)", soft_wrap=True)
