@@ -443,10 +443,7 @@ def _check_plan(controller: Controller, version: str, steps: list[int] | None) -
     registry.resolve(controller.config.model.name, version)
 
     rps = live_rps(controller.prom, controller.analyzer.q)
-    if rps is None or rps <= 0:
-        err.print(
-            "[yellow]plan:[/] no request rate measured in the last 10 min: cannot tell how long steps take"
-        )
+    if rps is None or rps <= 0:  # nothing measured (no Prometheus, no traffic yet): start refuses or says
         return
     for warning in make_plan(controller.config.canary, rps, steps=steps).warnings:
         err.print(f"[yellow]plan:[/] {warning} (`mlship canary plan`)", soft_wrap=True)

@@ -45,6 +45,8 @@ EXPECTED: dict[tuple[str, ...], tuple[int, str]] = {
     ("canary", "start", "abc"): (ExitCode.REFUSED, "run `mlship model train`"),
     ("canary", "run", "abc"): (ExitCode.REFUSED, "run `mlship model train`"),
     ("canary", "status"): (ExitCode.OK, "no rollout yet"),
+    ("canary", "plan"): (ExitCode.REFUSED, "pass today's rate with --rps"),
+    ("canary", "simulate", "--runs", "1", "--rps", "200", "--json"): (ExitCode.OK, '"runs": 1,'),
     ("canary", "analyze"): (ExitCode.REFUSED, "`mlship canary start VERSION`"),
     ("canary", "promote"): (ExitCode.REFUSED, "`mlship canary start VERSION`"),
     ("canary", "rollback"): (ExitCode.REFUSED, "`mlship canary start VERSION`"),
