@@ -120,6 +120,12 @@ class PredictApp:
         token = request_id_var.set(rid)  # log lines of this request (skew warnings) carry its id
         try:
             status = await self._handle(path, scope, receive, send, rid, media, length)
+        except Exception as exc:
+            # Never return without an answer: BentoML's timeout middleware would hold the request for
+            # `traffic.timeout` and no 5xx would be counted. (If the answer had started, this raises.)
+            LOG.error("request failed", extra={"fields": {"error": type(exc).__name__}})
+            await _answer(send, 500, b'{"error":"internal error"}', [(b"x-request-id", rid.encode())])
+            status = 500
         finally:
             request_id_var.reset(token)
         if status:
@@ -183,6 +189,11 @@ class PredictApp:
         except features.FeatureError as exc:
             LOG.error("feature code failed", extra={"fields": {"error": str(exc)[:200]}})
             await _answer(send, 500, b'{"error":"the model could not score this input"}', [rid_header])
+            return 500
+        except Exception as exc:  # a broken model is answered (and counted by BentoML) as a 500 at once
+            # Only the exception's type: its message may quote the input (privacy-safe logs).
+            LOG.error("model failed", extra={"fields": {"error": type(exc).__name__}})
+            await _answer(send, 500, b'{"error":"the model failed on this input"}', [rid_header])
             return 500
         as_list = predictions.tolist()
         if not np.isfinite(predictions).all():

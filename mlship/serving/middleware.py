@@ -1,14 +1,14 @@
 """ASGI types and the request-level rules of the prediction endpoints (mlship/serving/fastpath.py).
 
-* Every request gets an ``X-Request-ID`` (the caller's when it is well-formed, or a new one) echoed in
-  the response and carried by every log line of that request.
+* Every POST to a prediction endpoint gets an ``X-Request-ID`` (the caller's when it is well-formed, or
+  a new random one) echoed in the response and carried by every log line of that request; other methods
+  are BentoML's (405).
 * Validation failures are counted by pydantic error type and field in ``mlship_rejected_inputs_total``;
   the field is named, the value never logged. Field label values come from the schema only.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -26,19 +26,17 @@ PREDICT_PATHS = (names.ENDPOINT_PREDICT, names.ENDPOINT_PREDICT_BATCH)
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-# New ids: 16 random hex digits drawn once per process, then a counter (32 hex digits in all). Unique
-# across processes and restarts like a uuid4, without a getrandom(2) call per request.
-_ID_PREFIX = os.urandom(8).hex()
-_ids = itertools.count(int.from_bytes(os.urandom(4), "big"))
+# New ids are 128 random bits: outcomes are joined by request id (POST /feedback), so an id must not be
+# guessable from another (a counter would let anyone holding one id post outcomes for its neighbours).
 
 
 def request_id(given: bytes | None) -> str:
     """The caller's request id when it is safe to echo and log, else a new unique one (32 hex digits)."""
     if given:
         rid = given.decode("latin-1")
-        if _REQUEST_ID_OK.match(rid):
+        if _REQUEST_ID_OK.fullmatch(rid):
             return rid
-    return f"{_ID_PREFIX}{next(_ids) & 0xFFFFFFFFFFFFFFFF:016x}"
+    return os.urandom(16).hex()
 
 
 def rejection_labels(errors: Iterable[Mapping[str, Any]], fields: frozenset[str]) -> list[tuple[str, str]]:

@@ -226,3 +226,32 @@ def test_batch_metrics_equal_row_by_row_metrics(service_module):
     bulk = series("test-bulk")
     assert bulk == series("test-rows")
     assert sum(v for k, v in bulk.items() if k.startswith("mlship_feature_bin_total")) == 40 * len(columns)
+
+
+def test_a_model_that_raises_is_answered_500_at_once_and_counted(
+    service_module, client, valid_row, monkeypatch
+):
+    """Review of issue 13: an exception other than the feature code's used to escape the fast path, so
+    BentoML's timeout middleware held the request for `traffic.timeout` and no 5xx was counted."""
+    estimator = service_module.FAST.runtime.estimator
+
+    def broken(matrix):
+        raise ValueError("a broken candidate model")
+
+    monkeypatch.setattr(estimator, "predict", broken)
+    for path, body in (("/predict", valid_row), ("/predict_batch", {"instances": [valid_row]})):
+        response = client.post(path, json=body)
+        assert response.status_code == 500
+        assert response.json() == {"error": "the model failed on this input"}
+        assert response.headers["x-request-id"]
+
+
+def test_new_request_ids_are_not_guessable_from_each_other():
+    from mlship.serving.middleware import request_id
+
+    first, second = request_id(None), request_id(None)
+    assert len(first) == len(second) == 32
+    # 128 random bits each: no shared prefix beyond chance (a counter shared 28 of 32 digits)
+    shared = next((i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a != b), 32)
+    assert shared < 8
+    assert request_id(b"client-id-1\n") != "client-id-1\n"  # a newline is not a well-formed id
