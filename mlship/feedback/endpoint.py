@@ -49,16 +49,10 @@ MESSAGES = {
 
 async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if status == 405:
+        headers.append((b"allow", b"POST"))  # RFC 9110 15.5.6: a 405 lists the methods allowed
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -119,7 +113,8 @@ class FeedbackEndpoint:
                 )
             if not message.get("more_body", False):
                 break
-        outcomes, problems = validation.parse(body)
+        # Off the event loop: a 1 MB body takes a noticeable time to parse and check.
+        outcomes, problems = await asyncio.to_thread(validation.parse, body)
         if problems:
             return self._refuse(problems)
         joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
@@ -142,11 +137,13 @@ class FeedbackEndpoint:
         return store.add_outcomes(outcomes)
 
     def _refuse(self, problems: list[Problem]) -> tuple[int, dict[str, Any]]:
-        for p in problems:
-            self.metrics.reject(p.reason, p.field)
+        # Each (reason, field) once per refused request: the counter counts submissions, so one body
+        # with a thousand bad items cannot inflate it a thousandfold.
+        for reason, fld in dict.fromkeys((p.reason, p.field) for p in problems):
+            self.metrics.reject(reason, fld)
         first = problems[0]
         where = f"item {first.index}: " if first.index is not None else ""
         return STATUS.get(first.reason, 400), {
             "error": f"{where}{first.field}: {first.message}",
-            "problems": [p.as_json() for p in problems[:100]],
+            "problems": [p.as_json() for p in problems[: validation.MAX_PROBLEMS]],
         }

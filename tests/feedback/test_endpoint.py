@@ -88,6 +88,27 @@ BAD_INPUTS = [
         "non_finite",
     ),
     (
+        "nested deeper than the recursion limit",
+        lambda rid: b"[" * 100_000 + b"]" * 100_000,
+        400,
+        "(body)",
+        "bad_json",
+    ),
+    (
+        "outcome an integer beyond any float",
+        lambda rid: f'{{"request_id": "{rid}", "outcome": 1{"0" * 400}}}'.encode(),
+        400,
+        "outcome",
+        "non_finite",
+    ),
+    (
+        "request id with a trailing newline",
+        lambda rid: {"request_id": rid + "\n", "outcome": 1.0},
+        400,
+        "request_id",
+        "bad_request_id",
+    ),
+    (
         "unknown field",
         lambda rid: {"request_id": rid, "outcome": 1.0, "label": 3},
         400,
@@ -169,9 +190,29 @@ def test_a_second_outcome_for_a_request_is_a_409_and_the_first_stays(feedback_cl
     assert module.FEEDBACK.store.outcome(rid) == 10
 
 
+def test_a_hostile_body_gets_a_bounded_answer_counted_once(feedback_client, valid_row):
+    """One object with 75,000 unknown keys, or 1,000 bad items: at most MAX_PROBLEMS problems are
+    listed and each (reason, field) is counted once for the request, not once per key or item."""
+    from mlship.feedback.validation import MAX_PROBLEMS
+
+    module, client = feedback_client
+    rid, _ = _predict(client, valid_row)
+    many_keys = {"request_id": rid, "outcome": 1.0, **{f"k{i}": 0 for i in range(75_000)}}
+    many_items = [{"request_id": rid, "outcome": "x"}] * MAX_OUTCOMES_PER_REQUEST
+    for body, reason in ((many_keys, "unknown_field"), (many_items, "wrong_type")):
+        before = _rejected(reason)
+        response = client.post("/feedback", json=body)
+        assert response.status_code == 400, response.text[:300]
+        assert 1 <= len(response.json()["problems"]) <= MAX_PROBLEMS
+        assert _rejected(reason) == before + 1
+    assert module.FEEDBACK.store.outcome(rid) is None
+
+
 def test_protocol_errors_are_4xx(feedback_client):
     _, client = feedback_client
-    assert client.get("/feedback").status_code == 405
+    wrong_method = client.get("/feedback")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
     assert client.post("/feedback", content=b"x=1", headers={"content-type": "text/plain"}).status_code == 415
     big = b"[" + b" " * (names.MAX_REQUEST_BYTES + 1) + b"]"
     assert (
