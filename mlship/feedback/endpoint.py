@@ -7,7 +7,8 @@ are joined to their predictions in the shared store in one transaction, all or n
 * 200 ``{"accepted": n}``;
 * 400 bad JSON, wrong shape, missing/unknown field, wrong type, non-finite, bad id or index,
   empty or too large batch; 404 unknown request id; 410 expired; 409 duplicate; 413 body too large;
-  415 not JSON; 405 not POST; 404 when the server has no feedback store;
+  415 not JSON; 405 not POST (with ``Allow: POST``); 404 when the server has no feedback store;
+  503 with ``Retry-After`` when the store cannot be written (locked past its busy timeout, disk error);
 * every refusal names the field and is counted by reason in ``mlship_feedback_rejected_total``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -38,7 +40,9 @@ STATUS = {
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "method_not_allowed": 405,
+    "store_unavailable": 503,
 }
+RETRY_AFTER_S = 5  # sent with a 503: the store's write lock is held for milliseconds, a retry soon succeeds
 MESSAGES = {
     "unknown_request_id": "no served prediction has this request_id (send the X-Request-ID the prediction "
     "answered with, after the prediction returned)",
@@ -52,6 +56,8 @@ async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if status == 405:
         headers.append((b"allow", b"POST"))  # RFC 9110 15.5.6: a 405 lists the methods allowed
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
@@ -117,7 +123,20 @@ class FeedbackEndpoint:
         outcomes, problems = await asyncio.to_thread(validation.parse, body)
         if problems:
             return self._refuse(problems)
-        joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+        try:
+            joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
+            return self._refuse(
+                [
+                    Problem(
+                        None,
+                        "(store)",
+                        "store_unavailable",
+                        f"the feedback store is unavailable ({str(exc)[:100]}); nothing was stored, "
+                        f"retry after {RETRY_AFTER_S} s",
+                    )
+                ]
+            )
         if refused:
             return self._refuse(
                 [

@@ -43,6 +43,7 @@ REASONS = (
     "body_too_large",
     "unsupported_media_type",
     "method_not_allowed",
+    "store_unavailable",
 )
 
 

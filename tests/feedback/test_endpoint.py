@@ -4,6 +4,7 @@ every kind of bad input gets a 4xx naming the field, is counted by reason, and s
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -218,3 +219,32 @@ def test_protocol_errors_are_4xx(feedback_client):
     assert (
         client.post("/feedback", content=big, headers={"content-type": "application/json"}).status_code == 413
     )
+
+
+def test_a_locked_store_is_a_503_with_retry_after_counted(feedback_client, tmp_path):
+    """The store's write lock held past the busy timeout (a long ingest, a stuck writer): the endpoint
+    answers 503 with Retry-After, counted as store_unavailable, instead of a 500."""
+    from starlette.testclient import TestClient
+
+    from mlship.feedback.endpoint import FeedbackEndpoint
+    from mlship.feedback.store import FeedbackStore, PredictionRow
+
+    module, _ = feedback_client
+    store = FeedbackStore(tmp_path / "fb.db", busy_timeout_s=0.2)
+    store.record_predictions([PredictionRow("locked", 0, "v1", "stable", 1.0, time.time())])
+
+    async def not_found(scope, receive, send):  # the BentoML app behind the route; never reached here
+        raise AssertionError("POST /feedback must not reach the app")
+
+    endpoint = FeedbackEndpoint(not_found, store=store, recorder=None, metrics=module.FEEDBACK.metrics)
+    blocker = FeedbackStore(tmp_path / "fb.db")._conn()
+    blocker.execute("BEGIN IMMEDIATE")
+    before = _rejected("store_unavailable")
+    client = TestClient(endpoint)  # not entered: no lifespan messages for the stand-in app
+    response = client.post("/feedback", json={"request_id": "locked", "outcome": 2.0})
+    blocker.execute("COMMIT")
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["problems"][0]["reason"] == "store_unavailable"
+    assert _rejected("store_unavailable") == before + 1
+    assert store.outcome("locked") is None
