@@ -6,7 +6,8 @@ are joined to their predictions in the shared store in one transaction, all or n
 
 * 200 ``{"accepted": n}``;
 * 400 bad JSON, wrong shape, missing/unknown field, wrong type, non-finite, bad id or index,
-  empty or too large batch; 404 unknown request id; 410 expired; 409 duplicate; 413 body too large;
+  empty or too large batch; 404 unknown request id; 410 expired; 409 duplicate or ambiguous
+  request id; 413 body too large;
   415 not JSON; 405 not POST (with ``Allow: POST``); 404 when the server has no feedback store;
   503 with ``Retry-After`` when the store cannot be written (locked past its busy timeout, disk error);
 * every refusal names the field and is counted by reason in ``mlship_feedback_rejected_total``.
@@ -35,6 +36,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATUS = {
     "unknown_request_id": 404,
+    "ambiguous_request_id": 409,
     "expired": 410,
     "duplicate": 409,
     "body_too_large": 413,
@@ -46,6 +48,9 @@ RETRY_AFTER_S = 5  # sent with a 503: the store's write lock is held for millise
 MESSAGES = {
     "unknown_request_id": "no served prediction has this request_id (send the X-Request-ID the prediction "
     "answered with, after the prediction returned)",
+    "ambiguous_request_id": "this request_id was answered with more than one prediction (a reused "
+    "X-Request-ID, or a request retried on two servers): its outcome cannot be joined; send a unique "
+    "X-Request-ID with each prediction",
     "expired": "the prediction is older than the store's retention; its outcome is no longer accepted",
     "duplicate": "an outcome for this request_id (and index) is already stored",
 }

@@ -20,13 +20,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 10.0
 DEFAULT_RETENTION_DAYS = 30.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: predictions.ambiguous
 # Largest transaction of a bulk write (`mlship feedback ingest`): the write lock is held for
 # milliseconds, so servers recording predictions and joining /feedback never wait on a long ingest.
 WRITE_CHUNK = 1000
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     role          TEXT    NOT NULL,
     prediction    REAL    NOT NULL,
     predicted_at  REAL    NOT NULL,
+    ambiguous     INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (request_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS predictions_time ON predictions (predicted_at);
@@ -53,6 +54,18 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (request_id, idx)
 ) WITHOUT ROWID;
 """
+# Schema 1 -> 2.
+_AMBIGUOUS_COLUMN = "ALTER TABLE predictions ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0"
+# A request id recorded again with another prediction (a client reusing its X-Request-ID, a request
+# retried by the router and answered by two servers): which prediction an outcome belongs to is
+# unknown, so the key is marked ambiguous and its outcomes are refused (409 ambiguous_request_id)
+# rather than joined to whichever prediction came first. The same prediction twice is no conflict.
+_RECORD = (
+    "INSERT INTO predictions (request_id, idx, model_version, role, prediction, predicted_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, idx) DO UPDATE SET ambiguous = 1 "
+    "WHERE predictions.model_version <> excluded.model_version OR predictions.role <> excluded.role "
+    "OR predictions.prediction <> excluded.prediction"
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,8 @@ class Joined:
 
 @dataclass(frozen=True)
 class Refusal:
-    """An outcome the store refused: ``reason`` is unknown_request_id | expired | duplicate."""
+    """An outcome the store refused: ``reason`` is unknown_request_id | ambiguous_request_id | expired |
+    duplicate."""
 
     index: int  # position in the submitted batch
     request_id: str
@@ -142,8 +156,15 @@ class FeedbackStore:
             return
         db = self._conn()
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            db.executescript(_SCHEMA)  # IF NOT EXISTS: every process may run it, in its own transaction
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            with self._tx_on(db):  # one process migrates; the others then see the new version
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                for statement in _SCHEMA.split(";"):  # IF NOT EXISTS: a no-op on an existing file
+                    if statement.strip():
+                        db.execute(statement)
+                if version == 1:
+                    db.execute(_AMBIGUOUS_COLUMN)
+                if version != SCHEMA_VERSION:
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._ready = True
 
     # --- connections ---------------------------------------------------------------------------
@@ -166,10 +187,13 @@ class FeedbackStore:
         self._ensure_schema()
         return self._conn()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction taken up front (BEGIN IMMEDIATE): checks and inserts see one state."""
-        db = self._db()
+        return self._tx_on(self._db())
+
+    @staticmethod
+    @contextmanager
+    def _tx_on(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -186,7 +210,7 @@ class FeedbackStore:
 
     # --- writes --------------------------------------------------------------------------------
     def record_predictions(self, rows: Iterable[PredictionRow]) -> int:
-        """Store served predictions; a request id already stored keeps its first prediction."""
+        """Store served predictions; a key recorded again with another prediction becomes ambiguous."""
         batch = [
             (r.request_id, r.idx, r.model_version, r.role, r.prediction, r.predicted_at)
             for r in rows
@@ -196,7 +220,7 @@ class FeedbackStore:
             return 0
         with self._tx() as db:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?)", batch)
+            db.executemany(_RECORD, batch)
             return db.total_changes - before
 
     def add_outcomes(
@@ -238,12 +262,15 @@ class FeedbackStore:
         for index, o in enumerate(outcomes):
             key = (o.request_id, o.idx)
             row = db.execute(
-                "SELECT model_version, role, prediction, predicted_at FROM predictions "
+                "SELECT model_version, role, prediction, predicted_at, ambiguous FROM predictions "
                 "WHERE request_id = ? AND idx = ?",
                 key,
             ).fetchone()
             if row is None:
                 refused.append(Refusal(index, o.request_id, "unknown_request_id"))
+                continue
+            if row[4]:
+                refused.append(Refusal(index, o.request_id, "ambiguous_request_id"))
                 continue
             if row[3] < now - self.retention_s:
                 refused.append(Refusal(index, o.request_id, "expired"))
@@ -303,7 +330,11 @@ class FeedbackStore:
     def prediction(self, request_id: str, idx: int = 0) -> PredictionRow | None:
         row = (
             self._db()
-            .execute("SELECT * FROM predictions WHERE request_id = ? AND idx = ?", (request_id, idx))
+            .execute(
+                "SELECT request_id, idx, model_version, role, prediction, predicted_at FROM predictions "
+                "WHERE request_id = ? AND idx = ?",
+                (request_id, idx),
+            )
             .fetchone()
         )
         return PredictionRow(*row) if row else None

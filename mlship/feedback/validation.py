@@ -38,6 +38,7 @@ REASONS = (
     "bad_request_id",
     "bad_index",
     "unknown_request_id",
+    "ambiguous_request_id",
     "expired",
     "duplicate",
     "body_too_large",

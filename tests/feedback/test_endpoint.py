@@ -209,6 +209,22 @@ def test_a_hostile_body_gets_a_bounded_answer_counted_once(feedback_client, vali
     assert module.FEEDBACK.store.outcome(rid) is None
 
 
+def test_a_reused_request_id_is_refused_as_ambiguous(feedback_client, valid_row):
+    """Two predictions answered under one X-Request-ID (the server echoes the client's): the outcome
+    cannot be joined to either, so it is a 409 naming the id, counted, and nothing is stored."""
+    module, client = feedback_client
+    rid, first = _predict(client, valid_row)
+    _, second = _predict(client, {**valid_row, "bmi": 40.0}, rid=rid)
+    assert first != second
+    before = _rejected("ambiguous_request_id")
+    response = client.post("/feedback", json={"request_id": rid, "outcome": 100.0})
+    assert response.status_code == 409, response.text
+    assert response.json()["problems"][0]["reason"] == "ambiguous_request_id"
+    assert "X-Request-ID" in response.json()["error"]
+    assert _rejected("ambiguous_request_id") == before + 1
+    assert module.FEEDBACK.store.outcome(rid) is None
+
+
 def test_protocol_errors_are_4xx(feedback_client):
     _, client = feedback_client
     wrong_method = client.get("/feedback")

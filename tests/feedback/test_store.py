@@ -145,3 +145,35 @@ def test_bulk_ingest_writes_in_chunks(tmp_path, monkeypatch):
     assert f"stored {n} outcomes" in result.output
     assert statements.count("BEGIN IMMEDIATE") == 3
     assert store.counts() == (n, n)
+
+
+def test_a_request_id_answered_twice_differently_is_ambiguous(tmp_path):
+    """The same key recorded with another version or prediction (a client reusing X-Request-ID, a retried
+    request answered by two servers): its outcome is refused, never joined to the first prediction."""
+    store = FeedbackStore(tmp_path / "fb.db")
+    at = time.time()
+    store.record_predictions([PredictionRow("reused", 0, "v1", "stable", 100.0, at)])
+    store.record_predictions([PredictionRow("reused", 0, "v2", "canary", 140.0, at)])
+    store.record_predictions([PredictionRow("same", 0, "v1", "stable", 100.0, at)] * 2)
+    joined, refused = store.add_outcomes([Outcome("reused", 0, 120.0)])
+    assert (joined, [r.reason for r in refused]) == ([], ["ambiguous_request_id"])
+    assert store.add_outcomes([Outcome("same", 0, 120.0)])[0], "the same prediction twice is no conflict"
+
+
+def test_a_schema_1_store_is_migrated(tmp_path):
+    """A store written by the previous version (no ambiguous column) opens and works."""
+    path = tmp_path / "fb.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE predictions (request_id TEXT NOT NULL, idx INTEGER NOT NULL, model_version TEXT NOT "
+        "NULL, role TEXT NOT NULL, prediction REAL NOT NULL, predicted_at REAL NOT NULL, PRIMARY KEY "
+        "(request_id, idx)) WITHOUT ROWID; CREATE TABLE outcomes (request_id TEXT NOT NULL, idx INTEGER NOT "
+        "NULL, outcome REAL NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (request_id, idx)) WITHOUT "
+        f"ROWID; INSERT INTO predictions VALUES ('p', 0, 'v1', 'stable', 1.0, {time.time()}); "
+        "PRAGMA user_version = 1;"
+    )
+    old.close()
+    store = FeedbackStore(path)
+    assert store.add_outcomes([Outcome("p", 0, 2.0)])[0]
+    store.record_predictions(_rows("p", 1, version="v9"))
+    assert store.prediction("p0") is not None
