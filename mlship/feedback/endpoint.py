@@ -44,6 +44,7 @@ STATUS = {
     "method_not_allowed": 405,
     "store_unavailable": 503,
 }
+RECHECK_AFTER_S = 0.3  # > the recorders' FLUSH_WAIT_S (0.2 s), the longest a served prediction waits
 RETRY_AFTER_S = 5  # sent with a 503: the store's write lock is held for milliseconds, a retry soon succeeds
 MESSAGES = {
     "unknown_request_id": "no served prediction has this request_id (send the X-Request-ID the prediction "
@@ -130,6 +131,11 @@ class FeedbackEndpoint:
             return self._refuse(problems)
         try:
             joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+            if any(r.reason == "unknown_request_id" for r in refused):
+                # The prediction may have been answered by another server or worker a moment ago and
+                # still be in its recorder's queue (written within FLUSH_WAIT_S): look once more.
+                await asyncio.sleep(RECHECK_AFTER_S)
+                joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
         except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
             return self._refuse(
                 [

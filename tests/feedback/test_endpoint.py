@@ -264,3 +264,32 @@ def test_a_locked_store_is_a_503_with_retry_after_counted(feedback_client, tmp_p
     assert response.json()["problems"][0]["reason"] == "store_unavailable"
     assert _rejected("store_unavailable") == before + 1
     assert store.outcome("locked") is None
+
+
+def test_an_outcome_sent_before_another_server_stored_its_prediction_is_joined(feedback_client, tmp_path):
+    """The prediction was answered by another server (or worker) whose recorder writes it 0.15 s after
+    the outcome arrives here: the endpoint looks again before answering 404."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from mlship.feedback.endpoint import FeedbackEndpoint
+    from mlship.feedback.store import FeedbackStore, PredictionRow
+
+    module, _ = feedback_client
+    store = FeedbackStore(tmp_path / "fb.db")
+    other_server = FeedbackStore(tmp_path / "fb.db")  # stands in for another process's recorder
+    later = threading.Timer(
+        0.15,
+        lambda: other_server.record_predictions([PredictionRow("late", 0, "v1", "stable", 7.0, time.time())]),
+    )
+
+    async def app(scope, receive, send):  # the BentoML app behind the route; never reached here
+        raise AssertionError("POST /feedback must not reach the app")
+
+    client = TestClient(FeedbackEndpoint(app, store=store, recorder=None, metrics=module.FEEDBACK.metrics))
+    later.start()
+    response = client.post("/feedback", json={"request_id": "late", "outcome": 9.0})
+    later.join()
+    assert response.status_code == 200, response.text
+    assert store.outcome("late") == 9.0
