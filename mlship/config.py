@@ -135,9 +135,11 @@ class FeedbackConfig(_Strict):
     # `mlship feedback purge` deletes them.
     retention_days: Annotated[float, Field(gt=0.0, le=3650.0)] = 30.0
     # `mlship load` and `mlship demo`: share of answered requests whose true target is sent back as an
-    # outcome, and how long after the prediction.
+    # outcome, and how long after the prediction: at least 1 s, because a prediction reaches the shared
+    # store up to ~0.2 s after its answer (the recorder's batch wait) and /feedback re-checks once 0.3 s
+    # later; a sooner outcome may reach another server before the prediction is stored (404).
     outcome_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    outcome_delay_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 5.0
+    outcome_delay_s: Annotated[float, Field(ge=1.0, le=3600.0)] = 5.0
 
 
 class Config(_Strict):

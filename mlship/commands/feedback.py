@@ -16,7 +16,7 @@ from rich.table import Table
 from mlship.config import load_config
 from mlship.errors import ConfigError, EnvironmentNotReady, RefusedError
 from mlship.feedback import validation
-from mlship.feedback.store import FeedbackStore, Outcome
+from mlship.feedback.store import WRITE_CHUNK, FeedbackStore, Joined, Outcome, Refusal
 from mlship.paths import state_dir
 
 app = typer.Typer(
@@ -112,11 +112,22 @@ def ingest_cmd(
     """Join a file of outcomes to the served predictions, all or nothing unless --skip-refused."""
     store = open_store(db)
     outcomes = read_outcomes(file)
-    joined, refused = store.add_outcomes(outcomes)
-    if refused and skip_refused:
+    # Checked as a whole first (a read: no write lock), then written in transactions of WRITE_CHUNK
+    # outcomes, so that a million-row file never holds the write lock for seconds: the servers keep
+    # recording predictions and joining /feedback meanwhile (and a server starting now does not wait).
+    refused = store.check_outcomes(outcomes)
+    joined: list[Joined] = []
+    if not refused or skip_refused:
         bad = {r.index for r in refused}
-        joined, refused_again = store.add_outcomes([o for i, o in enumerate(outcomes) if i not in bad])
-        refused += refused_again
+        todo = [(i, o) for i, o in enumerate(outcomes) if i not in bad]
+        for start in range(0, len(todo), WRITE_CHUNK):
+            chunk = todo[start : start + WRITE_CHUNK]
+            done, late = store.add_outcomes([o for _, o in chunk])
+            if late:  # joined by /feedback between the check and this chunk: keep the others
+                taken = {r.index for r in late}
+                refused += [Refusal(chunk[r.index][0], r.request_id, r.reason) for r in late]
+                done, _ = store.add_outcomes([o for k, (_, o) in enumerate(chunk) if k not in taken])
+            joined += done
     reasons: dict[str, int] = {}
     for r in refused:
         reasons[r.reason] = reasons.get(r.reason, 0) + 1

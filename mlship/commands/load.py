@@ -49,7 +49,11 @@ def load(
     ] = None,
     outcome_delay: Annotated[
         float | None,
-        typer.Option(min=0.0, max=3600, help="seconds between answer and outcome (default: config)"),
+        typer.Option(
+            min=1.0,  # a sooner outcome can reach another server before the prediction is stored (404)
+            max=3600,
+            help="seconds between answer and outcome, at least 1 (default: config)",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -6,8 +6,10 @@ are joined to their predictions in the shared store in one transaction, all or n
 
 * 200 ``{"accepted": n}``;
 * 400 bad JSON, wrong shape, missing/unknown field, wrong type, non-finite, bad id or index,
-  empty or too large batch; 404 unknown request id; 410 expired; 409 duplicate; 413 body too large;
-  415 not JSON; 405 not POST; 404 when the server has no feedback store;
+  empty or too large batch; 404 unknown request id; 410 expired; 409 duplicate or ambiguous
+  request id; 413 body too large;
+  415 not JSON; 405 not POST (with ``Allow: POST``); 404 when the server has no feedback store;
+  503 with ``Retry-After`` when the store cannot be written (locked past its busy timeout, disk error);
 * every refusal names the field and is counted by reason in ``mlship_feedback_rejected_total``.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -33,15 +36,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 STATUS = {
     "unknown_request_id": 404,
+    "ambiguous_request_id": 409,
     "expired": 410,
     "duplicate": 409,
     "body_too_large": 413,
     "unsupported_media_type": 415,
     "method_not_allowed": 405,
+    "store_unavailable": 503,
 }
+RECHECK_AFTER_S = 0.3  # > the recorders' FLUSH_WAIT_S (0.2 s), the longest a served prediction waits
+RETRY_AFTER_S = 5  # sent with a 503: the store's write lock is held for milliseconds, a retry soon succeeds
 MESSAGES = {
     "unknown_request_id": "no served prediction has this request_id (send the X-Request-ID the prediction "
     "answered with, after the prediction returned)",
+    "ambiguous_request_id": "this request_id was answered with more than one prediction (a reused "
+    "X-Request-ID, or a request retried on two servers): its outcome cannot be joined; send a unique "
+    "X-Request-ID with each prediction",
     "expired": "the prediction is older than the store's retention; its outcome is no longer accepted",
     "duplicate": "an outcome for this request_id (and index) is already stored",
 }
@@ -49,16 +59,12 @@ MESSAGES = {
 
 async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if status == 405:
+        headers.append((b"allow", b"POST"))  # RFC 9110 15.5.6: a 405 lists the methods allowed
+    if status == 503:
+        headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -119,10 +125,29 @@ class FeedbackEndpoint:
                 )
             if not message.get("more_body", False):
                 break
-        outcomes, problems = validation.parse(body)
+        # Off the event loop: a 1 MB body takes a noticeable time to parse and check.
+        outcomes, problems = await asyncio.to_thread(validation.parse, body)
         if problems:
             return self._refuse(problems)
-        joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+        try:
+            joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+            if any(r.reason == "unknown_request_id" for r in refused):
+                # The prediction may have been answered by another server or worker a moment ago and
+                # still be in its recorder's queue (written within FLUSH_WAIT_S): look once more.
+                await asyncio.sleep(RECHECK_AFTER_S)
+                joined, refused = await asyncio.to_thread(self._store, self.store, outcomes)
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full, I/O error
+            return self._refuse(
+                [
+                    Problem(
+                        None,
+                        "(store)",
+                        "store_unavailable",
+                        f"the feedback store is unavailable ({str(exc)[:100]}); nothing was stored, "
+                        f"retry after {RETRY_AFTER_S} s",
+                    )
+                ]
+            )
         if refused:
             return self._refuse(
                 [
@@ -142,11 +167,13 @@ class FeedbackEndpoint:
         return store.add_outcomes(outcomes)
 
     def _refuse(self, problems: list[Problem]) -> tuple[int, dict[str, Any]]:
-        for p in problems:
-            self.metrics.reject(p.reason, p.field)
+        # Each (reason, field) once per refused request: the counter counts submissions, so one body
+        # with a thousand bad items cannot inflate it a thousandfold.
+        for reason, fld in dict.fromkeys((p.reason, p.field) for p in problems):
+            self.metrics.reject(reason, fld)
         first = problems[0]
         where = f"item {first.index}: " if first.index is not None else ""
         return STATUS.get(first.reason, 400), {
             "error": f"{where}{first.field}: {first.message}",
-            "problems": [p.as_json() for p in problems[:100]],
+            "problems": [p.as_json() for p in problems[: validation.MAX_PROBLEMS]],
         }

@@ -18,7 +18,11 @@ from mlship import names
 from mlship.feedback.store import Outcome
 
 MAX_OUTCOMES_PER_REQUEST = 1000
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # what the server accepts as X-Request-ID
+# Problems reported for one body: enough to fix a batch, bounded so that a hostile body (one object
+# with 75,000 unknown keys, 1,000 bad items) costs no more to answer than a small one.
+MAX_PROBLEMS = 100
+# What the server accepts as X-Request-ID; used with fullmatch (``$`` would let "r1\n" through).
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 FIELDS = frozenset({"request_id", "outcome", "index"})
 
 # Every reason a submission can be refused for (label values of the rejection counter, fixed set).
@@ -34,11 +38,13 @@ REASONS = (
     "bad_request_id",
     "bad_index",
     "unknown_request_id",
+    "ambiguous_request_id",
     "expired",
     "duplicate",
     "body_too_large",
     "unsupported_media_type",
     "method_not_allowed",
+    "store_unavailable",
 )
 
 
@@ -58,7 +64,9 @@ def parse(body: bytes) -> tuple[list[Outcome], list[Problem]]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        return [], [Problem(None, "(body)", "bad_json", f"the body is not JSON: {exc}")]
+        return [], [Problem(None, "(body)", "bad_json", f"the body is not JSON: {str(exc)[:200]}")]
+    except RecursionError:  # arrays/objects nested deeper than the interpreter's recursion limit
+        return [], [Problem(None, "(body)", "bad_json", "the body is nested too deeply to be an outcome")]
     items = data if isinstance(data, list) else [data]
     if isinstance(data, list):
         if not data:
@@ -81,7 +89,9 @@ def parse(body: bytes) -> tuple[list[Outcome], list[Problem]]:
             outcomes.append(found)
         else:
             problems.extend(found)
-    return ([] if problems else outcomes), problems
+            if len(problems) >= MAX_PROBLEMS:
+                break
+    return ([] if problems else outcomes), problems[:MAX_PROBLEMS]
 
 
 def check_item(item: Any, at: int | None) -> Outcome | list[Problem]:
@@ -95,16 +105,18 @@ def check_item(item: Any, at: int | None) -> Outcome | list[Problem]:
                 f"got {type(item).__name__}",
             )
         ]
-    problems = [
-        Problem(
-            at,
-            "(extra)",
-            "unknown_field",
-            f"unknown field {str(k)[:40]!r}; allowed: index, outcome, request_id",
+    problems: list[Problem] = []
+    unknown = [k for k in item if k not in FIELDS]
+    if unknown:  # one problem per item, however many unknown keys it has
+        shown = ", ".join(repr(str(k)[:40]) for k in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        problems.append(
+            Problem(
+                at,
+                "(extra)",
+                "unknown_field",
+                f"{len(unknown)} unknown field(s) {shown}; allowed: index, outcome, request_id",
+            )
         )
-        for k in item
-        if k not in FIELDS
-    ]
     rid = item.get("request_id")
     if "request_id" not in item:
         problems.append(Problem(at, "request_id", "missing_field", "request_id is required"))
@@ -112,7 +124,7 @@ def check_item(item: Any, at: int | None) -> Outcome | list[Problem]:
         problems.append(
             Problem(at, "request_id", "wrong_type", f"request_id must be a string, got {type(rid).__name__}")
         )
-    elif not REQUEST_ID.match(rid):
+    elif not REQUEST_ID.fullmatch(rid):
         problems.append(
             Problem(
                 at,
@@ -128,7 +140,7 @@ def check_item(item: Any, at: int | None) -> Outcome | list[Problem]:
         problems.append(
             Problem(at, "outcome", "wrong_type", f"outcome must be a number, got {type(value).__name__}")
         )
-    elif not math.isfinite(float(value)):
+    elif not _finite(value):
         problems.append(Problem(at, "outcome", "non_finite", "outcome must be a finite number"))
     idx = item.get("index", 0)
     if isinstance(idx, bool) or not isinstance(idx, int):
@@ -140,3 +152,10 @@ def check_item(item: Any, at: int | None) -> Outcome | list[Problem]:
     if problems:
         return problems
     return Outcome(str(rid), int(idx), float(value))  # type: ignore[arg-type]  # checked above
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer literal with hundreds of digits: beyond any float
+        return False

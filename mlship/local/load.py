@@ -93,7 +93,7 @@ def traffic_rows(*, seed: int, test_size: float, size: int = POPULATION_SIZE) ->
 
 
 def traffic_population(
-    *, seed: int, test_size: float, size: int = POPULATION_SIZE
+    *, seed: int, test_size: float, size: int = POPULATION_SIZE, held_out_only: bool = False
 ) -> tuple[list[dict[str, float | int]], list[float]]:
     """The patient population the load generator replays: a smoothed bootstrap of the dataset's rows.
 
@@ -106,10 +106,14 @@ def traffic_population(
 
     The targets are the true outcomes of the dataset rows each patient was drawn from (what `mlship load`
     sends back to /feedback): the feature noise is small, so they stand for the patient's outcome.
+
+    ``held_out_only`` draws from the held-out rows only (no row any model was trained on): what an
+    online metric must be measured on to be compared with the offline one (Model 2's figure).
     """
-    frame = data.load_frame()
-    split = data.split(frame, seed=seed, test_size=test_size)
-    schema = Schema.derive(split.train, dataset=data.DATASET_NAME, data_hash=data.data_hash(frame))
+    full = data.load_frame()
+    split = data.split(full, seed=seed, test_size=test_size)
+    schema = Schema.derive(split.train, dataset=data.DATASET_NAME, data_hash=data.data_hash(full))
+    frame = split.test if held_out_only else full
     rows = frame.loc[:, schema.names]
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, len(rows), size)

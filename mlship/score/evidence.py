@@ -58,7 +58,9 @@ PROXY = "proxy"
 CLOCK_SLACK = timedelta(seconds=5)
 # Rule groups must have been evaluated this recently for a live check to call them running.
 MAX_EVALUATION_AGE = timedelta(minutes=5)
-MIN_CORRELATION_POINTS = 3
+# One point per version, and enough of them that leaving any one out still leaves three: a correlation
+# carried by one outlying version is not evidence.
+MIN_CORRELATION_POINTS = 4
 MIN_OUTCOMES_PER_POINT = 30
 MIN_CORRELATION = 0.5
 
@@ -582,9 +584,10 @@ def verify_offline_online(payload: dict[str, Any], verdict: str) -> str | None:
     """Model 2's figure (``online_offline.json``, schema in docs/score.md): recompute the correlation.
 
     Points with at least ``MIN_OUTCOMES_PER_POINT`` outcomes count; at least ``MIN_CORRELATION_POINTS``
-    of them, from at least two versions. The Pearson correlation of offline and online RMSE over them must
-    equal the figure's ``correlation.r`` and ``n``, and the verdict must be ``passed`` exactly when
-    r >= ``MIN_CORRELATION``. None when it holds, else what does not.
+    of them, from at least two versions, one point per version. The Pearson correlation of offline and
+    online RMSE over them must equal the figure's ``correlation.r`` and ``n``, and the verdict must be
+    ``passed`` exactly when r >= ``MIN_CORRELATION`` over all points and without each version in turn.
+    None when it holds, else what does not.
     """
     points = payload.get("points")
     corr = payload.get("correlation")
@@ -606,22 +609,43 @@ def verify_offline_online(payload: dict[str, Any], verdict: str) -> str | None:
             f"{len(usable)} points with >= {MIN_OUTCOMES_PER_POINT} outcomes from "
             f"{len({v for v, _, _ in usable})} versions; needs >= {MIN_CORRELATION_POINTS} from >= 2 versions"
         )
-    xs = [o for _, o, _ in usable]
-    ys = [o for _, _, o in usable]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    sxx = sum((x - mx) ** 2 for x in xs)
-    syy = sum((y - my) ** 2 for y in ys)
-    if sxx == 0 or syy == 0:
+    versions = [v for v, _, _ in usable]
+    repeated = sorted({v for v in versions if versions.count(v) > 1})
+    if repeated:
+        return f"one point per version: {', '.join(repeated)} has several (windows of one version share x)"
+    r = _pearson([(x, y) for _, x, y in usable])
+    if r is None:
         return "offline or online RMSE does not vary across the points: no correlation to measure"
-    r = sxy / math.sqrt(sxx * syy)
     try:
         stated_r, stated_n = float(corr["r"]), int(corr["n"])
     except (KeyError, TypeError, ValueError):
         return "correlation needs r and n"
     if stated_n != len(usable) or abs(stated_r - r) > 1e-6:
         return f"states r={stated_r:.4f} over {stated_n} points; its points give r={r:.4f} over {len(usable)}"
-    holds = r >= MIN_CORRELATION
+    # Leave one version out: the correlation must survive without each of them.
+    left_out = {v: _pearson([(x, y) for w, x, y in usable if w != v]) for v in versions}
+    ranked = {v: -2.0 if r_v is None else r_v for v, r_v in left_out.items()}
+    # The version whose absence weakens r most (an undefined r, a constant remainder, ranks lowest).
+    weakest = min(ranked, key=ranked.__getitem__)
+    r_weakest = left_out[weakest]
+    holds = r >= MIN_CORRELATION and r_weakest is not None and r_weakest >= MIN_CORRELATION
     if (verdict == "passed") != holds:
-        return f"verdict {verdict} contradicts r={r:.3f} (passes at >= {MIN_CORRELATION})"
+        loo = "undefined" if r_weakest is None else f"{r_weakest:.3f}"
+        return (
+            f"verdict {verdict} contradicts r={r:.3f}, r={loo} without version {weakest} "
+            f"(passes when both are >= {MIN_CORRELATION})"
+        )
     return None
+
+
+def _pearson(points: list[tuple[float, float]]) -> float | None:
+    """Pearson's r of (x, y) points; None when either does not vary."""
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    syy = sum((y - my) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)

@@ -43,13 +43,14 @@ def record_figure(request, tmp_path_factory):
     xml = request.config.getoption("xmlpath", default=None)
     folder = Path(xml).resolve().parent / artifacts.FIGURES_DIR if xml else tmp_path_factory.mktemp("figures")
 
-    def record(name: str, payload: dict, *, verdict: str) -> Path:
+    def record(name: str, payload: dict, *, verdict: str, proxy_reason: str | None = None) -> Path:
         return artifacts.write_figure(
             folder,
             name,
             test=request.node.nodeid,
             payload=payload,
             verdict=verdict,
+            proxy_reason=proxy_reason,
             root=Path(str(request.config.rootpath)),
         )
 

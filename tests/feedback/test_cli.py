@@ -86,3 +86,10 @@ def test_a_missing_store_names_the_next_step(tmp_path):
     result = _run("report", "--db", str(tmp_path / "none.db"))
     assert isinstance(result.exception, EnvironmentNotReady)
     assert "mlship local up" in str(result.exception)
+
+
+def test_load_refuses_an_outcome_delay_under_one_second():
+    """A sooner outcome may reach a server before the prediction is stored: refused before any traffic."""
+    result = CliRunner().invoke(app, ["load", "--outcome-delay", "0.5", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2, result.output
+    assert "--outcome-delay" in result.output

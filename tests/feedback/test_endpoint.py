@@ -4,6 +4,7 @@ every kind of bad input gets a 4xx naming the field, is counted by reason, and s
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -88,6 +89,27 @@ BAD_INPUTS = [
         "non_finite",
     ),
     (
+        "nested deeper than the recursion limit",
+        lambda rid: b"[" * 100_000 + b"]" * 100_000,
+        400,
+        "(body)",
+        "bad_json",
+    ),
+    (
+        "outcome an integer beyond any float",
+        lambda rid: f'{{"request_id": "{rid}", "outcome": 1{"0" * 400}}}'.encode(),
+        400,
+        "outcome",
+        "non_finite",
+    ),
+    (
+        "request id with a trailing newline",
+        lambda rid: {"request_id": rid + "\n", "outcome": 1.0},
+        400,
+        "request_id",
+        "bad_request_id",
+    ),
+    (
         "unknown field",
         lambda rid: {"request_id": rid, "outcome": 1.0, "label": 3},
         400,
@@ -169,11 +191,105 @@ def test_a_second_outcome_for_a_request_is_a_409_and_the_first_stays(feedback_cl
     assert module.FEEDBACK.store.outcome(rid) == 10
 
 
+def test_a_hostile_body_gets_a_bounded_answer_counted_once(feedback_client, valid_row):
+    """One object with 75,000 unknown keys, or 1,000 bad items: at most MAX_PROBLEMS problems are
+    listed and each (reason, field) is counted once for the request, not once per key or item."""
+    from mlship.feedback.validation import MAX_PROBLEMS
+
+    module, client = feedback_client
+    rid, _ = _predict(client, valid_row)
+    many_keys = {"request_id": rid, "outcome": 1.0, **{f"k{i}": 0 for i in range(75_000)}}
+    many_items = [{"request_id": rid, "outcome": "x"}] * MAX_OUTCOMES_PER_REQUEST
+    for body, reason in ((many_keys, "unknown_field"), (many_items, "wrong_type")):
+        before = _rejected(reason)
+        response = client.post("/feedback", json=body)
+        assert response.status_code == 400, response.text[:300]
+        assert 1 <= len(response.json()["problems"]) <= MAX_PROBLEMS
+        assert _rejected(reason) == before + 1
+    assert module.FEEDBACK.store.outcome(rid) is None
+
+
+def test_a_reused_request_id_is_refused_as_ambiguous(feedback_client, valid_row):
+    """Two predictions answered under one X-Request-ID (the server echoes the client's): the outcome
+    cannot be joined to either, so it is a 409 naming the id, counted, and nothing is stored."""
+    module, client = feedback_client
+    rid, first = _predict(client, valid_row)
+    _, second = _predict(client, {**valid_row, "bmi": 40.0}, rid=rid)
+    assert first != second
+    before = _rejected("ambiguous_request_id")
+    response = client.post("/feedback", json={"request_id": rid, "outcome": 100.0})
+    assert response.status_code == 409, response.text
+    assert response.json()["problems"][0]["reason"] == "ambiguous_request_id"
+    assert "X-Request-ID" in response.json()["error"]
+    assert _rejected("ambiguous_request_id") == before + 1
+    assert module.FEEDBACK.store.outcome(rid) is None
+
+
 def test_protocol_errors_are_4xx(feedback_client):
     _, client = feedback_client
-    assert client.get("/feedback").status_code == 405
+    wrong_method = client.get("/feedback")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
     assert client.post("/feedback", content=b"x=1", headers={"content-type": "text/plain"}).status_code == 415
     big = b"[" + b" " * (names.MAX_REQUEST_BYTES + 1) + b"]"
     assert (
         client.post("/feedback", content=big, headers={"content-type": "application/json"}).status_code == 413
     )
+
+
+def test_a_locked_store_is_a_503_with_retry_after_counted(feedback_client, tmp_path):
+    """The store's write lock held past the busy timeout (a long ingest, a stuck writer): the endpoint
+    answers 503 with Retry-After, counted as store_unavailable, instead of a 500."""
+    from starlette.testclient import TestClient
+
+    from mlship.feedback.endpoint import FeedbackEndpoint
+    from mlship.feedback.store import FeedbackStore, PredictionRow
+
+    module, _ = feedback_client
+    store = FeedbackStore(tmp_path / "fb.db", busy_timeout_s=0.2)
+    store.record_predictions([PredictionRow("locked", 0, "v1", "stable", 1.0, time.time())])
+
+    async def not_found(scope, receive, send):  # the BentoML app behind the route; never reached here
+        raise AssertionError("POST /feedback must not reach the app")
+
+    endpoint = FeedbackEndpoint(not_found, store=store, recorder=None, metrics=module.FEEDBACK.metrics)
+    blocker = FeedbackStore(tmp_path / "fb.db")._conn()
+    blocker.execute("BEGIN IMMEDIATE")
+    before = _rejected("store_unavailable")
+    client = TestClient(endpoint)  # not entered: no lifespan messages for the stand-in app
+    response = client.post("/feedback", json={"request_id": "locked", "outcome": 2.0})
+    blocker.execute("COMMIT")
+    assert response.status_code == 503, response.text
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["problems"][0]["reason"] == "store_unavailable"
+    assert _rejected("store_unavailable") == before + 1
+    assert store.outcome("locked") is None
+
+
+def test_an_outcome_sent_before_another_server_stored_its_prediction_is_joined(feedback_client, tmp_path):
+    """The prediction was answered by another server (or worker) whose recorder writes it 0.15 s after
+    the outcome arrives here: the endpoint looks again before answering 404."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from mlship.feedback.endpoint import FeedbackEndpoint
+    from mlship.feedback.store import FeedbackStore, PredictionRow
+
+    module, _ = feedback_client
+    store = FeedbackStore(tmp_path / "fb.db")
+    other_server = FeedbackStore(tmp_path / "fb.db")  # stands in for another process's recorder
+    later = threading.Timer(
+        0.15,
+        lambda: other_server.record_predictions([PredictionRow("late", 0, "v1", "stable", 7.0, time.time())]),
+    )
+
+    async def app(scope, receive, send):  # the BentoML app behind the route; never reached here
+        raise AssertionError("POST /feedback must not reach the app")
+
+    client = TestClient(FeedbackEndpoint(app, store=store, recorder=None, metrics=module.FEEDBACK.metrics))
+    later.start()
+    response = client.post("/feedback", json={"request_id": "late", "outcome": 9.0})
+    later.join()
+    assert response.status_code == 200, response.text
+    assert store.outcome("late") == 9.0

@@ -1,9 +1,12 @@
-"""Model 2: offline and online metrics correlate. Every demo variant serves the same patient traffic that
-`mlship load` sends (a smoothed bootstrap of the dataset), through the model server's own runtime, with
-its predictions recorded by the server's recorder and the patients' true outcomes joined in the feedback
-store the way POST /feedback joins them. Online RMSE per version and time window against the held-out
-RMSE stored with each model: the figure `online_offline.json`, whose correlation `mlship score`
-recomputes."""
+"""Model 2: offline and online metrics correlate. Every demo variant serves the same patient traffic, shaped
+as `mlship load` shapes it (a smoothed bootstrap) but drawn from the held-out rows only - no row any model
+was trained on, or online RMSE would be lower than offline for the reason that the model saw the data -
+through the model server's own runtime, with its predictions recorded by the server's recorder and the
+patients' true outcomes joined in the feedback store the way POST /feedback joins them. One point per
+version (online RMSE over all its outcomes) against the held-out RMSE stored with it: the figure
+`online_offline.json`, whose correlation `mlship score` recomputes and requires to survive leaving any
+one version out. When it does not, the figure says so (verdict proxy with the figures) rather than
+passing on one outlying version."""
 
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ def _serve_window(runtime, store, recorder, rows, targets, *, version, role, sta
 
 
 def test_offline_and_online_rmse_correlate_across_versions(models, tmp_path, record_figure):
-    rows, targets = load.traffic_population(seed=7, test_size=0.2, size=PATIENTS_PER_WINDOW * WINDOWS)
+    rows, targets = load.traffic_population(
+        seed=7, test_size=0.2, size=PATIENTS_PER_WINDOW * WINDOWS, held_out_only=True
+    )
     store = FeedbackStore(tmp_path / "fb.db")
     recorder = PredictionRecorder(store)
     start = time.time()  # window w holds the outcomes received in hour w from now
@@ -62,34 +67,46 @@ def test_offline_and_online_rmse_correlate_across_versions(models, tmp_path, rec
                 runtime, store, recorder, rows[part], targets[part],
                 version=record.version, role=role, start=start, window=w,
             )  # fmt: skip
-    points = []
-    for w in range(WINDOWS):
-        since, until = start + w * 3600, start + (w + 1) * 3600
-        for q in store.quality(since=since, until=until):
-            points.append(
-                {
-                    "version": q.model_version,
-                    "role": q.role,
-                    "window_start": datetime.fromtimestamp(since, UTC).isoformat(),
-                    "window_end": datetime.fromtimestamp(until, UTC).isoformat(),
-                    "offline_rmse": offline[q.model_version],
-                    "online_rmse": round(q.rmse, 4),
-                    "n_outcomes": q.n,
-                }
-            )
+    until = start + WINDOWS * 3600
+    points = [
+        {
+            "version": q.model_version,
+            "role": q.role,
+            "window_start": datetime.fromtimestamp(start, UTC).isoformat(),
+            "window_end": datetime.fromtimestamp(until, UTC).isoformat(),
+            "offline_rmse": offline[q.model_version],
+            "online_rmse": round(q.rmse, 4),
+            "n_outcomes": q.n,
+        }
+        for q in store.quality(since=start, until=until)
+    ]
     xs = np.array([p["offline_rmse"] for p in points])
     ys = np.array([p["online_rmse"] for p in points])
     r = float(np.corrcoef(xs, ys)[0, 1])
-    verdict = "passed" if r >= MIN_CORRELATION else "failed"
+    without = {
+        p["version"]: float(np.corrcoef(np.delete(xs, i), np.delete(ys, i))[0, 1])
+        for i, p in enumerate(points)
+    }
+    robust = r >= MIN_CORRELATION and min(without.values()) >= MIN_CORRELATION
     record_figure(
         "online_offline",
-        {"metric": "rmse", "points": points, "correlation": {"method": "pearson", "r": r, "n": len(points)}},
-        verdict=verdict,
+        {
+            "metric": "rmse",
+            "points": points,
+            "correlation": {"method": "pearson", "r": r, "n": len(points), "leave_one_version_out": without},
+        },
+        verdict="passed" if robust else "proxy",
+        proxy_reason=None
+        if robust
+        else (
+            f"offline/online RMSE r={r:.3f} over {len(points)} versions, but r={min(without.values()):.3f} "
+            "without one of them: online RMSE on held-out traffic is measured per version, but its "
+            "correlation with the offline RMSE rests on one version and is not shown"
+        ),
     )
-    assert len(points) == len(SERVING) * WINDOWS and all(
-        p["n_outcomes"] == PATIENTS_PER_WINDOW for p in points
-    )
-    assert math.isfinite(r) and r >= MIN_CORRELATION, f"offline/online RMSE correlation {r:.3f} over {points}"
+    assert len(points) == len(SERVING), "one point per version"
+    assert all(p["n_outcomes"] == PATIENTS_PER_WINDOW * WINDOWS for p in points)
+    assert math.isfinite(r)
     online = {p["version"]: p["online_rmse"] for p in points}
     shifted, baseline = models["shifted"].version, models["baseline"].version
     assert online[shifted] > 1.5 * online[baseline], "the shifted variant's online error rises"

@@ -29,9 +29,12 @@ def store(tmp_path):
     return s
 
 
-def test_the_store_file_is_readable_by_its_owner_only(store):
-    mode = stat.S_IMODE(store.path.stat().st_mode)
-    assert mode & (stat.S_IRWXG | stat.S_IRWXO) == 0, oct(mode)
+def test_the_store_files_are_readable_by_their_owner_only(store):
+    """The database and its -wal and -shm files (which hold recent rows too), whatever the umask."""
+    files = [store.path, store.path.with_name("fb.db-wal"), store.path.with_name("fb.db-shm")]
+    for path in files:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & (stat.S_IRWXG | stat.S_IRWXO) == 0, f"{path.name}: {oct(mode)}"
 
 
 def test_delete_removes_one_request_and_nothing_else(store):
@@ -40,9 +43,10 @@ def test_delete_removes_one_request_and_nothing_else(store):
     assert "deleted 1 predictions and 1 outcomes" in result.output
     assert store.prediction("alice") is None and store.outcome("alice") is None
     assert store.outcome("bob") == 95.0
-    # Nothing of alice's is left in the file either (secure_delete zeroes the freed bytes).
-    store._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    assert b"alice" not in store.path.read_bytes()
+    # Nothing of alice's is left on disk either, while the servers' connections stay open (the fixture's
+    # store is one): secure_delete zeroes the freed bytes, and the delete empties the -wal file.
+    for path in (store.path, store.path.with_name("fb.db-wal")):
+        assert b"alice" not in path.read_bytes(), path.name
     again = CliRunner().invoke(app, ["feedback", "delete", "alice", "--db", str(store.path)])
     assert isinstance(again.exception, RefusedError)
 

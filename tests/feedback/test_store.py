@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import time
 from pathlib import Path
 
@@ -105,3 +106,74 @@ def test_the_recorder_never_blocks_and_counts_what_it_drops(tmp_path):
     stored, _ = store.counts()
     assert sum(dropped) == recorder.dropped == 50 - stored
     assert 5 <= stored <= 6, "at most the queue's capacity (and the batch being written) is kept"
+
+
+def test_a_server_starting_while_the_store_is_locked_does_not_crash(tmp_path):
+    """A bulk ingest or another writer holds the write lock past the busy timeout when a server
+    opens the store: opening succeeds, and the store works once the lock is released."""
+    path = tmp_path / "fb.db"
+    FeedbackStore(path).record_predictions(_rows("p", 1))
+    blocker = FeedbackStore(path)._conn()
+    blocker.execute("BEGIN IMMEDIATE")
+    starting = FeedbackStore(path, busy_timeout_s=0.2)
+    assert starting.counts() == (1, 0), "opening an existing store writes nothing: reads work meanwhile"
+    with pytest.raises(sqlite3.OperationalError):
+        starting.add_outcomes([Outcome("p0", 0, 1.0)])
+    blocker.execute("COMMIT")
+    assert starting.add_outcomes([Outcome("p0", 0, 1.0)])[0]
+    assert starting.counts() == (1, 1)
+
+
+def test_bulk_ingest_writes_in_chunks(tmp_path, monkeypatch):
+    """`mlship feedback ingest` of 2,500 outcomes commits 3 transactions of at most WRITE_CHUNK, so the
+    write lock is never held for the whole file."""
+    from typer.testing import CliRunner
+
+    from mlship.cli import app
+    from mlship.commands import feedback as command
+    from mlship.feedback.store import WRITE_CHUNK
+
+    store = FeedbackStore(tmp_path / "fb.db")
+    n = 2 * WRITE_CHUNK + 500
+    store.record_predictions(_rows("r", n))
+    (tmp_path / "o.csv").write_text("request_id,outcome\n" + "".join(f"r{i},1.5\n" for i in range(n)))
+    statements: list[str] = []
+    store._conn().set_trace_callback(statements.append)
+    monkeypatch.setattr(command, "open_store", lambda db: store)
+    result = CliRunner().invoke(app, ["feedback", "ingest", str(tmp_path / "o.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"stored {n} outcomes" in result.output
+    assert statements.count("BEGIN IMMEDIATE") == 3
+    assert store.counts() == (n, n)
+
+
+def test_a_request_id_answered_twice_differently_is_ambiguous(tmp_path):
+    """The same key recorded with another version or prediction (a client reusing X-Request-ID, a retried
+    request answered by two servers): its outcome is refused, never joined to the first prediction."""
+    store = FeedbackStore(tmp_path / "fb.db")
+    at = time.time()
+    store.record_predictions([PredictionRow("reused", 0, "v1", "stable", 100.0, at)])
+    store.record_predictions([PredictionRow("reused", 0, "v2", "canary", 140.0, at)])
+    store.record_predictions([PredictionRow("same", 0, "v1", "stable", 100.0, at)] * 2)
+    joined, refused = store.add_outcomes([Outcome("reused", 0, 120.0)])
+    assert (joined, [r.reason for r in refused]) == ([], ["ambiguous_request_id"])
+    assert store.add_outcomes([Outcome("same", 0, 120.0)])[0], "the same prediction twice is no conflict"
+
+
+def test_a_schema_1_store_is_migrated(tmp_path):
+    """A store written by the previous version (no ambiguous column) opens and works."""
+    path = tmp_path / "fb.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE predictions (request_id TEXT NOT NULL, idx INTEGER NOT NULL, model_version TEXT NOT "
+        "NULL, role TEXT NOT NULL, prediction REAL NOT NULL, predicted_at REAL NOT NULL, PRIMARY KEY "
+        "(request_id, idx)) WITHOUT ROWID; CREATE TABLE outcomes (request_id TEXT NOT NULL, idx INTEGER NOT "
+        "NULL, outcome REAL NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (request_id, idx)) WITHOUT "
+        f"ROWID; INSERT INTO predictions VALUES ('p', 0, 'v1', 'stable', 1.0, {time.time()}); "
+        "PRAGMA user_version = 1;"
+    )
+    old.close()
+    store = FeedbackStore(path)
+    assert store.add_outcomes([Outcome("p", 0, 2.0)])[0]
+    store.record_predictions(_rows("p", 1, version="v9"))
+    assert store.prediction("p0") is not None

@@ -257,22 +257,60 @@ def test_without_a_git_repository_nothing_can_be_bound(score, project):
     assert result.count("automated") == 0 and statuses(result)["data-6"] == "manual"
 
 
+def _figure(points: list[dict]) -> dict:
+    usable = [(p["offline_rmse"], p["online_rmse"]) for p in points if p["n_outcomes"] >= 30]
+    xs, ys = [x for x, _ in usable], [y for _, y in usable]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    num = sum((x - mx) * (y - my) for x, y in usable)
+    r = num / (sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) ** 0.5
+    return {
+        "metric": "rmse",
+        "points": points,
+        "correlation": {"method": "pearson", "r": r, "n": len(usable)},
+    }
+
+
+def _point(version: str, offline: float, online: float, n: int = 150) -> dict:
+    return {
+        "version": version,
+        "role": "canary",
+        "offline_rmse": offline,
+        "online_rmse": online,
+        "n_outcomes": n,
+    }
+
+
 def test_the_offline_online_correlation_is_recomputed_from_the_figures_points():
     points = [
-        {"version": "a", "role": "stable", "offline_rmse": 52.0, "online_rmse": 54.0, "n_outcomes": 200},
-        {"version": "b", "role": "canary", "offline_rmse": 60.0, "online_rmse": 63.0, "n_outcomes": 150},
-        {"version": "c", "role": "canary", "offline_rmse": 90.0, "online_rmse": 95.0, "n_outcomes": 120},
-        {"version": "d", "role": "canary", "offline_rmse": 40.0, "online_rmse": 99.0, "n_outcomes": 5},
+        _point("a", 52.0, 54.0),
+        _point("b", 60.0, 63.0),
+        _point("c", 90.0, 95.0),
+        _point("e", 70.0, 71.0),
+        _point("d", 40.0, 99.0, n=5),
     ]
-    xs, ys = [52.0, 60.0, 90.0], [54.0, 63.0, 95.0]
-    mx, my = sum(xs) / 3, sum(ys) / 3
-    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    r = num / (sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys)) ** 0.5
-    good = {"metric": "rmse", "points": points, "correlation": {"method": "pearson", "r": r, "n": 3}}
+    good = _figure(points)
+    assert good["correlation"]["n"] == 4
     assert evidence.verify_offline_online(good, "passed") is None, "the 5-outcome point is left out"
     assert "contradicts" in evidence.verify_offline_online(good, "failed")
-    inflated = {**good, "correlation": {"r": 0.99, "n": 4}}
+    inflated = {**good, "correlation": {"r": 0.99, "n": 5}}
     assert "its points give r=" in evidence.verify_offline_online(inflated, "passed")
-    thin = {**good, "points": points[:2]}
-    assert "needs >= 3 from >= 2 versions" in evidence.verify_offline_online(thin, "passed")
+    thin = {**good, "points": points[:3]}
+    assert "needs >= 4 from >= 2 versions" in evidence.verify_offline_online(thin, "passed")
+
+
+def test_a_correlation_carried_by_one_version_or_repeated_windows_is_not_evidence():
+    """The review's figure: three versions whose online RMSE falls as offline rises, and one outlying
+    version that makes Pearson's r 0.98. Without it r is negative: `passed` is refused. Two windows of
+    one version are one point, not two."""
+    outlier = _figure(
+        [_point("a", 52.0, 50.0), _point("b", 53.0, 49.0), _point("c", 54.0, 48.0), _point("s", 80.0, 110.0)]
+    )
+    assert outlier["correlation"]["r"] > 0.9
+    problem = evidence.verify_offline_online(outlier, "passed")
+    assert problem is not None and "without version s" in problem
+    assert evidence.verify_offline_online(outlier, "failed") is None
+    windows = _figure(
+        [_point("a", 52.0, 54.0), _point("a", 52.0, 55.0), _point("b", 60.0, 63.0), _point("c", 90.0, 95.0)]
+    )
+    assert "one point per version: a" in evidence.verify_offline_online(windows, "passed")
     assert "needs metric 'rmse'" in evidence.verify_offline_online({}, "passed")
