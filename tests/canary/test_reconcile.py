@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mlship.canary import reconcile
-from mlship.canary.analysis import LOCAL, Analyzer
+from mlship.canary.analysis import LOCAL, LOOKBACK_S, Analyzer
 from mlship.canary.backend import Routing
 from mlship.canary.controller import Controller
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
@@ -226,7 +226,8 @@ def test_the_analysis_counts_the_step_from_the_repair(world):
 
     Analyzer(Recording(), LOCAL).observe(state, clock() + 40)  # type: ignore[arg-type]
     step_query = LOCAL.selector(LOCAL.requests.alternatives[0][0], "canary")
-    assert (step_query, 41) in windows  # 40 s since the repair (+1 s), not 340 s since the step opened
+    # 40 s since the repair (+1 s, + the lookback before it), not 340 s since the step opened
+    assert (step_query, 41 + LOOKBACK_S) in windows
 
 
 def test_mirroring_lost_in_the_shadow_phase_is_turned_back_on(world):
