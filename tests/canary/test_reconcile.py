@@ -477,3 +477,39 @@ def test_a_runner_for_another_environment_is_refused_and_touches_nothing(world):
     with pytest.raises(RefusedError, match="runs on `local`, not `prod`: pass `--env local`"):
         controller.tick()
     assert backend.calls == []
+
+
+def test_a_new_step_opens_once_the_router_took_its_weight(world):
+    """Issue 12 review item 7: traffic routed at the old weight while set_weight runs is not the step's."""
+    controller, backend, analyzer, clock = world
+    rollout(controller, backend)
+    applied_at = []
+
+    def slow_set_weight(weight: int) -> None:  # a route update that takes 4 s to apply
+        clock.advance(4)
+        backend.route = replace(backend.route, weight=weight, shadow=False)
+        applied_at.append(clock())
+
+    backend.set_weight = slow_set_weight  # type: ignore[method-assign]
+    analyzer.step_samples = 10_000.0  # enough evidence to advance
+    clock.advance(30)
+    state, verdict = controller.tick()
+    assert verdict.decision == "advance" and state.weight == 50
+    assert state.step_started_at == applied_at[-1] == state.history[-1].started_at
+
+
+def test_a_repaired_step_opens_once_the_repair_returned(world):
+    controller, backend, _analyzer, clock = world
+    rollout(controller, backend)
+    clock.advance(300)
+    backend.edit(weight=0)
+    set_weight = backend.set_weight
+
+    def slow_set_weight(weight: int) -> None:  # a route update that takes 3 s to apply
+        clock.advance(3)
+        set_weight(weight)
+
+    backend.set_weight = slow_set_weight  # type: ignore[method-assign]
+    before = clock()
+    state, _ = controller.tick()
+    assert backend.route.weight == 10 and state.step_started_at == before + 3
