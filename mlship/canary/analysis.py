@@ -18,6 +18,7 @@ Kubernetes combination).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -160,20 +161,80 @@ def kubernetes_queries(model: str, namespace: str) -> Queries:
     )
 
 
-def raw_increase(samples: Iterable[tuple[float, float]], since: float) -> float:
-    """A counter's increase from its first sample at or after ``since`` to its last, resets counted.
+# How far before the step a query reaches: longer than any scrape interval, so that a series that
+# existed when the step began has a sample before it, and one without is known to be born in the step.
+LOOKBACK_S = 120
 
-    A value lower than the one before is a restarted process whose counter began again at 0: the new
-    value is what it counted since (Prometheus' own reset rule), never a negative increase.
+
+@dataclass(frozen=True)
+class _Counter:
+    """One series as a piecewise-linear cumulative count since its baseline: ``points`` are (t, count)."""
+
+    points: tuple[tuple[float, float], ...]
+    last_sample: float
+    spacing: float  # median interval between its samples (inf with fewer than two)
+
+    def at(self, t: float) -> float:
+        """The count at instant ``t``, linearly interpolated between scrapes, held beyond its ends."""
+        pts = self.points
+        if t <= pts[0][0]:
+            return pts[0][1]
+        for (t0, c0), (t1, c1) in itertools.pairwise(pts):
+            if t <= t1:
+                return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+        return pts[-1][1]
+
+
+def step_counter(samples: Iterable[tuple[float, float]], since: float) -> _Counter | None:
+    """The series' count from ``since``; None when it has no sample at or after ``since``.
+
+    The baseline is its first sample at or after ``since`` (never the traffic between the last scrape
+    before the step and its start: the previous step's, at another weight). A series without any
+    sample at or before ``since`` was created during the step (a 5xx code's first error, a replaced
+    pod's new series): it counts from 0 at ``since``. A value lower than the one before is a restarted
+    process whose counter began again at 0: the new value is what it counted since (Prometheus' own
+    reset rule), never a negative increase.
     """
-    total, last = 0.0, None
-    for t, v in sorted(samples):
-        if t < since or math.isnan(v):
-            continue
+    clean = sorted((t, v) for t, v in samples if not math.isnan(v))
+    inside = [(t, v) for t, v in clean if t >= since]
+    if not inside:
+        return None
+    born = clean[0][0] > since
+    points: list[tuple[float, float]] = [(since, 0.0)] if born else []
+    total, last = 0.0, 0.0 if born else None
+    for t, v in inside:
         if last is not None:
             total += v - last if v >= last else v
         last = v
-    return total
+        points.append((t, total))
+    gaps = sorted(b[0] - a[0] for a, b in itertools.pairwise(clean))
+    spacing = gaps[len(gaps) // 2] if gaps else math.inf
+    return _Counter(points=tuple(points), last_sample=inside[-1][0], spacing=spacing)
+
+
+def raw_increase(samples: Iterable[tuple[float, float]], since: float) -> float:
+    """A counter's increase from its baseline (see ``step_counter``) to its last sample, resets counted."""
+    counter = step_counter(samples, since)
+    return counter.points[-1][1] if counter else 0.0
+
+
+def common_window(counters: Iterable[_Counter]) -> tuple[float, float]:
+    """The instants every series covers: the latest baseline and the earliest last sample.
+
+    Series come from different scrape targets (the router, each model server, each pod), scraped at
+    different moments: counted each over its own span, one arm's count can take in a burst that the
+    other's misses. Cut to one window, every count of an observation covers the same seconds. A series
+    whose last sample is more than two of its scrape intervals older than the newest one has ended (a
+    replaced pod, a stopped process): all its counts lie inside the window, it does not shorten it.
+    """
+    counters = list(counters)
+    if not counters:
+        return 0.0, 0.0
+    start = max(c.points[0][0] for c in counters)
+    newest = max(c.last_sample for c in counters)
+    live = [c.last_sample for c in counters if c.last_sample >= newest - 2 * c.spacing]
+    end = min(live, default=newest)
+    return start, max(start, end)
 
 
 class Analyzer:
@@ -182,25 +243,38 @@ class Analyzer:
     def __init__(self, prometheus: Prometheus, queries: Queries = LOCAL) -> None:
         self.prom = prometheus
         self.q = queries
+        self._fetched: dict[str, list[tuple[dict[str, str], _Counter | None]]] = {}
+        self._window = (0.0, 0.0)
 
     def _series(
         self, template: str, role: str, since: float, now: float
-    ) -> list[tuple[dict[str, str], list]]:
-        # One second more than the step: range selectors are left-open (Prometheus 3), and a sample
-        # scraped exactly when the step began is its baseline (raw_increase drops the earlier ones).
-        seconds = max(1, math.ceil(now - since) + 1)
-        return self.prom.raw_samples(self.q.selector(template, role), seconds, time=now)
+    ) -> list[tuple[dict[str, str], _Counter | None]]:
+        # LOOKBACK_S before the step (tells existing series from born ones) and one second more: range
+        # selectors are left-open (Prometheus 3), and a sample scraped exactly when the step began is
+        # its baseline.
+        selector = self.q.selector(template, role)
+        if selector not in self._fetched:
+            seconds = max(1, math.ceil(now - since) + 1) + LOOKBACK_S
+            raw = self.prom.raw_samples(selector, seconds, time=now)
+            self._fetched[selector] = [(labels, step_counter(samples, since)) for labels, samples in raw]
+        return self._fetched[selector]
+
+    def _increase(self, counter: _Counter | None) -> float:
+        if counter is None:
+            return 0.0
+        start, end = self._window
+        return counter.at(end) - counter.at(start)
 
     def _count(self, name: str, role: str, since: float, now: float) -> float | None:
-        """The count since ``since``; None when none of its series exist (no data)."""
+        """The count over the common window; None when none of its series exist (no data)."""
         spec: Count = getattr(self.q, name)
         found, sums = False, []
         for terms in spec.alternatives:
             total = 0.0
             for term in terms:
-                for _labels, samples in self._series(term, role, since, now):
+                for _labels, counter in self._series(term, role, since, now):
                     found = True
-                    total += raw_increase(samples, since)
+                    total += self._increase(counter)
             sums.append(total)
         if not found:
             return 0.0 if spec.absent_is_zero else None
@@ -211,15 +285,36 @@ class Analyzer:
         buckets: dict[float, float] = {}
         if spec is None:
             return Histogram(buckets=buckets)
-        for labels, samples in self._series(spec.selector, role, since, now):
+        for labels, counter in self._series(spec.selector, role, since, now):
             le = labels.get("le")
             if le is None:
                 continue
             bound = INF if le == "+Inf" else float(le)
             if math.isnan(bound):
                 continue
-            buckets[bound] = buckets.get(bound, 0.0) + raw_increase(samples, since)
+            buckets[bound] = buckets.get(bound, 0.0) + self._increase(counter)
         return Histogram(buckets=buckets)
+
+    def _fetch_all(self, since: float, now: float, shadow: bool) -> None:
+        """Every series the observation uses, then their common window (``common_window``)."""
+        self._fetched = {}
+        for role in (names.ROLE_STABLE, names.ROLE_CANARY):
+            counts = ["rejected"]
+            counts += (
+                ["shadow_requests", "shadow_errors"]
+                if shadow and role == names.ROLE_CANARY
+                else ["requests", "errors"]
+            )
+            for name in counts:
+                for terms in getattr(self.q, name).alternatives:
+                    for term in terms:
+                        self._series(term, role, since, now)
+            for name in ("latency", "predictions"):
+                self._series(getattr(self.q, name).selector, role, since, now)
+        if shadow and self.q.shadow_diff is not None:
+            self._series(self.q.shadow_diff.selector, names.ROLE_CANARY, since, now)
+        counters = [c for series in self._fetched.values() for _labels, c in series if c is not None]
+        self._window = common_window(counters)
 
     def _role(self, role: str, since: float, now: float, shadow: bool = False) -> RoleCounts:
         requests_name, errors_name = (
@@ -245,8 +340,9 @@ class Analyzer:
     def observe(self, state: RolloutState, now: float) -> Observation:
         """The current step's own counts (the shadow phase is one step): never pooled across weights."""
         since = state.step_started_at
-        stable = self._role(names.ROLE_STABLE, since, now)
         shadow = state.phase == "shadow"
+        self._fetch_all(since, now, shadow)
+        stable = self._role(names.ROLE_STABLE, since, now)
         canary = self._role(names.ROLE_CANARY, since, now, shadow=shadow)
         paired = None
         if shadow and self.q.shadow_diff is not None:

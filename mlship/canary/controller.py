@@ -59,7 +59,7 @@ class Controller:
         self.store = store or StateStore()
         self.publisher = publisher
         self.clock = clock
-        self.reconciler = Reconciler(backend)
+        self.reconciler = Reconciler(backend, clock)
 
     # --- queries --------------------------------------------------------------------------------
     def status(self) -> RolloutState | None:
@@ -157,6 +157,7 @@ class Controller:
             held = self.reconciler.reconcile(state, now)  # the routing made the rollout's, or why not
             if held is not None:
                 return state, self._act(state, held, now)
+            now = self.clock()  # after a repair, which opened the step's window when it returned
             try:
                 obs = self.analyzer.observe(state, now)
                 verdict = judge(obs, self.config.canary, self.config.gate)
@@ -218,8 +219,10 @@ class Controller:
             self.backend.set_weight(state.steps[0])
             self._close_step(state, "advanced", now)
             state.phase, state.step_index, state.weight = "progressing", 0, state.steps[0]
-            state.analysis_started_at = now
-            self._open_step(state, now)
+            # The step's window opens once the router took the new weight (set_weight returned):
+            # traffic routed at the old weight while it was applied is not the new step's evidence.
+            state.analysis_started_at = self.clock()
+            self._open_step(state, state.analysis_started_at)
             self._save(state, event="advance", detail={"reason": reason})
             return
         if state.step_index >= len(judged_steps(state.steps)) - 1:
@@ -229,7 +232,7 @@ class Controller:
         self.backend.set_weight(state.steps[nxt])
         self._close_step(state, "advanced", now)
         state.step_index, state.weight = nxt, state.steps[nxt]
-        self._open_step(state, now)
+        self._open_step(state, self.clock())  # after set_weight returned, as above
         self._save(state, event="advance", detail={"reason": reason})
 
     def _open_step(self, state: RolloutState, now: float) -> None:

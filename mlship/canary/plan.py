@@ -37,13 +37,20 @@ class StepPlan:
 class Plan:
     rps: float
     steps: list[StepPlan]
-    seconds_to_promote: float  # expected, for a canary as good as stable
+    seconds_to_promote: float | None  # expected, for a canary as good as stable; None: a step expires
     detection_errors: float | None  # errors the first step needs to roll back the `effect` canary
     detection_requests: float | None  # total requests (both arms) until then
     detection_seconds: float | None
     effect: float
     stable_error_rate: float
     warnings: list[str] = field(default_factory=list)
+    # Where the expected path meets canary.max_step_seconds: the first step that expires (its weight)
+    # and the seconds from the start until it does (an expired step rolls the canary back).
+    expires_at_weight: int | None = None
+    expires_after_seconds: float | None = None
+    # The first step expires before the errors test has its requests: the bad canary is rolled back by
+    # the expiry, at expires_after_seconds, not by the test.
+    detection_expires: bool = False
 
     @property
     def expires(self) -> bool:
@@ -81,15 +88,27 @@ def make_plan(
             )
         )
     errors, requests = _detection(cfg, weights, stable_error_rate, effect)
+    # The paths respect max_step_seconds: a step that cannot gather its samples in time expires there.
+    expiring = next((i for i, s in enumerate(plans) if not s.fits), None)
+    expires_after = (
+        None
+        if expiring is None
+        else sum(s.seconds_to_samples for s in plans[:expiring]) + cfg.max_step_seconds
+    )
+    detection_seconds = requests / rps if requests is not None and rps > 0 else None
     plan = Plan(
         rps=rps,
         steps=plans,
-        seconds_to_promote=sum(s.seconds_to_samples for s in plans),
+        seconds_to_promote=None if expiring is not None else sum(s.seconds_to_samples for s in plans),
         detection_errors=errors,
         detection_requests=requests,
-        detection_seconds=requests / rps if requests is not None and rps > 0 else None,
+        detection_seconds=detection_seconds,
         effect=effect,
         stable_error_rate=stable_error_rate,
+        expires_at_weight=None if expiring is None else plans[expiring].weight,
+        expires_after_seconds=expires_after,
+        detection_expires=requests is not None
+        and (detection_seconds is None or detection_seconds > cfg.max_step_seconds),
     )
     for s in plans:
         if not s.fits:

@@ -30,6 +30,8 @@ More than ``MAX_REPAIRS_PER_STEP`` repairs in one step mean another writer: the 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from mlship.canary import timeline
@@ -116,8 +118,9 @@ def add_record(state: RolloutState, record: Reconciliation) -> None:
 class Reconciler:
     """Reads and repairs one rollout's routing through a ``TrafficBackend`` (one per controller)."""
 
-    def __init__(self, backend: TrafficBackend) -> None:
+    def __init__(self, backend: TrafficBackend, clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
+        self.clock = clock  # a repaired step's window opens once the repair returned
         # Rollout whose canary this process has seen running (or deployed): if it disappears now,
         # it died under watch, which is evidence against it, not an accident to repair.
         self.watching: str | None = None
@@ -198,7 +201,8 @@ class Reconciler:
                 result="repaired",
             ),
         )
-        state.step_started_at = now  # evidence from before the repair does not count
+        # Evidence from before the repair does not count, nor what was routed while it was applied.
+        state.step_started_at = self.clock()
         state.step_repairs += 1
         state.paused = ""
         self.watching = state.rollout_id

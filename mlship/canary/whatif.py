@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mlship import names
-from mlship.canary.analysis import LOCAL, Analyzer
+from mlship.canary.analysis import LOCAL, LOOKBACK_S, Analyzer
 from mlship.canary.judge import judge, judged_steps
 from mlship.canary.simulate import Ending, ModelBehaviour, Outcome, Scenario, _Role, _Traffic
 
@@ -81,32 +81,43 @@ def scenario(
     )
 
 
+# Scrape targets of ``analysis.LOCAL``: the router (both roles' responses) and each role's model server.
+ROUTER_TARGET = "router"
+TARGETS = (ROUTER_TARGET, names.ROLE_STABLE, names.ROLE_CANARY)
+
+
 class ScrapedPrometheus:
     """Answers ``raw_samples`` for ``analysis.LOCAL``'s selectors from scrapes of simulated counters.
 
-    Stands in for Prometheus scraping HAProxy and the model servers: one sample per series per scrape,
-    stored with the scrape's timestamp and visible from ``timestamp + lag``.
+    Stands in for Prometheus scraping HAProxy and the model servers: one sample per series of a target
+    per scrape of that target (each target on its own schedule), stored with the scrape's timestamp and
+    visible from ``timestamp + lag``.
     """
 
-    def __init__(self, lag: float) -> None:
+    def __init__(self, lag: float, interval: float = 15.0) -> None:
         self.lag = lag
-        self.series: dict[str, dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]] = {}
-        self.times: list[float] = []  # scrape timestamps (every series is scraped at each of them)
+        self.interval = interval
+        # selector -> labels -> (timestamps, values)
+        self.series: dict[str, dict[tuple[tuple[str, str], ...], tuple[list[float], list[float]]]] = {}
 
     def _add(self, selector: str, labels: dict[str, str], t: float, value: float) -> None:
         key = tuple(sorted(labels.items()))
-        self.series.setdefault(selector, {}).setdefault(key, []).append((t, value))
+        times, values = self.series.setdefault(selector, {}).setdefault(key, ([], []))
+        times.append(t)
+        values.append(value)
 
-    def scrape(self, t: float, roles: dict[str, _Role]) -> None:
-        self.times.append(t)
+    def scrape(self, t: float, roles: dict[str, _Role], targets: Sequence[str] = TARGETS) -> None:
         for role, counts in roles.items():
             sel = _selectors(role)
-            ok = float(counts.requests - counts.errors)
-            self._add(sel["responses"], {"code": "2xx"}, t, ok)
-            self._add(sel["responses"], {"code": "5xx"}, t, float(counts.errors))
-            self._add(sel["errors_5xx"], {"code": "5xx"}, t, float(counts.errors))
-            self._add(sel["conn"], {}, t, 0.0)
-            self._add(sel["resp"], {}, t, 0.0)
+            if ROUTER_TARGET in targets:
+                ok = float(counts.requests - counts.errors)
+                self._add(sel["responses"], {"code": "2xx"}, t, ok)
+                self._add(sel["responses"], {"code": "5xx"}, t, float(counts.errors))
+                self._add(sel["errors_5xx"], {"code": "5xx"}, t, float(counts.errors))
+                self._add(sel["conn"], {}, t, 0.0)
+                self._add(sel["resp"], {}, t, 0.0)
+            if role not in targets:
+                continue
             if counts.rejected > 0:  # created with its first rejection, as prometheus_client labels are
                 self._add(sel["rejected"], {"reason": "value_error"}, t, float(counts.rejected))
             for bounds, per_bucket, name in (
@@ -120,20 +131,22 @@ class ScrapedPrometheus:
 
     def raw_samples(self, selector: str, seconds: int, *, time: float) -> Series:
         visible = time - self.lag
-        first = bisect.bisect_right(self.times, time - seconds)
-        last = bisect.bisect_right(self.times, visible)
+        start = time - seconds
+        # The Analyzer asks for the step and LOOKBACK_S before it. The simulated counters never reset,
+        # so its counts are carried by the window's first sample (the series existed before the step),
+        # the samples around the step's start and the last ones: answering with those keeps a query
+        # O(1) however long the step.
+        near_step = (start + LOOKBACK_S - self.interval, start + LOOKBACK_S + 2 + 2 * self.interval)
         out: Series = []
-        for key, samples in self.series.get(selector, {}).items():
-            # A series born at a later scrape (the first rejection) has fewer samples: align from the end.
-            offset = len(self.times) - len(samples)
-            kept = samples[max(0, first - offset) : max(0, last - offset)]
-            if len(kept) > 3:
-                # The simulated counters never reset, so the increase over the window is carried by its
-                # ends: the first two samples (the Analyzer drops one before the step began) and the
-                # last. Answering with them keeps a query O(1) however long the step.
-                kept = [*kept[:2], kept[-1]]
-            if kept:
-                out.append((dict(key), kept))
+        for key, (times, values) in self.series.get(selector, {}).items():
+            first = bisect.bisect_right(times, start)
+            last = bisect.bisect_right(times, visible)
+            if last <= first:
+                continue
+            lo = max(first + 1, bisect.bisect_left(times, near_step[0], first, last))
+            hi = bisect.bisect_right(times, near_step[1], lo, last)
+            kept = sorted({first, *range(lo, hi), *range(max(first, last - 3), last)})
+            out.append((dict(key), [(times[i], values[i]) for i in kept]))
         return out
 
 
@@ -156,6 +169,9 @@ def _selectors(role: str) -> dict[str, str]:
 class Scraping:
     interval: float = 15.0
     lag: float = 1.0
+    # Prometheus scrapes each target (the router, each model server) at its own offset in the interval:
+    # a role's counts come from targets scraped seconds apart. True: all at the same instant.
+    aligned: bool = False
 
 
 def run_rollout(sc: Scenario, cfg: CanaryConfig, seed: int, scraping: Scraping = Scraping()) -> Outcome:
@@ -163,27 +179,33 @@ def run_rollout(sc: Scenario, cfg: CanaryConfig, seed: int, scraping: Scraping =
     rng = np.random.default_rng(seed)
     steps = judged_steps(sc.steps or tuple(cfg.steps))
     traffic = _Traffic(sc, rng)
-    prom = ScrapedPrometheus(scraping.lag)
+    prom = ScrapedPrometheus(scraping.lag, scraping.interval)
     analyzer = Analyzer(prom)  # type: ignore[arg-type]
     t = 0.0
-    next_scrape = float(rng.uniform(0, scraping.interval))
+    phase = float(rng.uniform(0, scraping.interval))
+    next_scrapes = {
+        target: phase if scraping.aligned else float(rng.uniform(0, scraping.interval)) for target in TARGETS
+    }
     next_poll = cfg.poll_seconds
     step = 0
     state = _state(list(sc.steps or cfg.steps), steps[0])
     last_seen = -1.0
     seen_scrapes: list[float] = []
     while t < sc.max_seconds:
+        next_scrape = min(next_scrapes.values())
         nxt = min(next_scrape, next_poll)
         traffic.step(nxt - t, steps[step], False)
         t = nxt
         if t >= next_scrape:
-            prom.scrape(t, {names.ROLE_STABLE: traffic.stable, names.ROLE_CANARY: traffic.canary})
+            due = [target for target, at in next_scrapes.items() if at <= t]
+            prom.scrape(t, {names.ROLE_STABLE: traffic.stable, names.ROLE_CANARY: traffic.canary}, due)
             seen_scrapes.append(t)
-            next_scrape += scraping.interval
+            for target in due:
+                next_scrapes[target] += scraping.interval
         if t < next_poll:
             continue
         next_poll += cfg.poll_seconds
-        visible = max((s for s in seen_scrapes[-2:] if s + scraping.lag <= t), default=-1.0)
+        visible = max((s for s in seen_scrapes[-len(TARGETS) - 1 :] if s + scraping.lag <= t), default=-1.0)
         timed_out = t - state.step_started_at > cfg.max_step_seconds
         if visible == last_seen and not timed_out:
             continue

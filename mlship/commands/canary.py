@@ -498,8 +498,22 @@ def plan(
         fits = "[red]no: expires[/]" if not s.fits else ("[yellow]at risk[/]" if s.at_risk else "yes")
         table.add_row(f"{s.weight}%", f"{s.canary_rps:.3g}", f"{s.seconds_to_samples:.0f}", fits)
     console.print(table)
-    console.print(f"a canary as good as stable: promoted after ~{result.seconds_to_promote:.0f}s")
-    if result.detection_requests is not None:
+    if result.seconds_to_promote is not None:
+        console.print(f"a canary as good as stable: promoted after ~{result.seconds_to_promote:.0f}s")
+    else:
+        console.print(
+            f"a canary as good as stable: expires at step {result.expires_at_weight}% after "
+            f"~{result.expires_after_seconds or 0:.0f}s (rolled back, canary.max_step_seconds)",
+            soft_wrap=True,
+        )
+    if result.detection_requests is not None and result.detection_expires:
+        console.print(
+            f"a canary with {effect:g}x stable's {100 * stable_error_rate:.3g}% errors: "
+            f"its first step expires after {config.canary.max_step_seconds:g}s (rolled back by the expiry) "
+            f"before the errors test has its ~{result.detection_requests:.0f} requests",
+            soft_wrap=True,
+        )
+    elif result.detection_requests is not None:
         console.print(
             f"a canary with {effect:g}x stable's {100 * stable_error_rate:.3g}% errors: rolled back at the "
             f"first step after ~{result.detection_requests:.0f} requests "

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from mlship import names
-from mlship.canary.analysis import LOCAL, Analyzer, raw_increase
+from mlship.canary.analysis import LOCAL, LOOKBACK_S, Analyzer, raw_increase
 from mlship.canary.judge import judge
 from mlship.canary.state import RolloutState
 from mlship.config import CanaryConfig
@@ -91,8 +92,9 @@ def test_counts_are_raw_differences_from_the_first_scrape_of_the_step_never_extr
     assert obs.step_canary_requests == 604.0
     assert (obs.weight, obs.step_index, obs.judged_steps, obs.with_shadow) == (50, 1, 2, False)
     assert obs.step_elapsed_s == 60.0 and obs.elapsed_s == 660.0
-    # Every selector was asked for the step's window, ending now.
-    assert {(seconds, time) for _, seconds, time in prom.asked} == {(61, NOW)}
+    # Every selector was asked once, for the step's window and LOOKBACK_S before it, ending now.
+    assert {(seconds, time) for _, seconds, time in prom.asked} == {(61 + LOOKBACK_S, NOW)}
+    assert len(prom.asked) == len({selector for selector, _, _ in prom.asked})
 
 
 def test_a_counter_reset_counts_what_the_restarted_process_counted():
@@ -150,7 +152,7 @@ def test_a_step_begun_mid_scrape_does_not_count_the_previous_steps_traffic():
     # The step began 5 s after a scrape: the scrape before it (previous step) is not a baseline.
     obs = Analyzer(prom).observe(rollout(step_started_at=STEP + 5), NOW)
     assert obs.canary.requests == 3 * 150  # scrapes at STEP+15, +30, +45, +60: 3 intervals
-    assert {seconds for _, seconds, _ in prom.asked} == {56}
+    assert {seconds for _, seconds, _ in prom.asked} == {56 + LOOKBACK_S}
 
 
 @pytest.mark.parametrize("role", ["stable", "canary"])
@@ -159,3 +161,76 @@ def test_the_local_selectors_name_the_routers_servers_of_the_role(role):
         f'{names.METRIC_ROUTER_RESPONSES}{{proxy="{names.HAPROXY_BACKEND}",server=~"{role}(-[0-9]+)?"}}'
     )
     assert LOCAL.render("requests", role, 60).startswith(f"sum(increase({sel('requests', role)}[60s]))")
+
+
+def test_a_series_born_during_the_step_counts_from_zero_and_one_that_existed_from_its_first_scrape():
+    # No sample at or before the step's start (the query reaches LOOKBACK_S before it): the series was
+    # created during the step (a 5xx code's first error, a replaced pod), so all its 4 counts are the step's.
+    assert raw_increase([(STEP + 12, 3.0), (STEP + 27, 4.0)], STEP) == 4.0
+    # It existed before the step: its first scrape in the step is the baseline, as before.
+    assert raw_increase([(STEP - 3, 2.0), (STEP + 12, 3.0), (STEP + 27, 4.0)], STEP) == 1.0
+
+
+def test_a_replaced_pods_new_series_is_counted_from_zero_and_the_old_one_does_not_shorten_the_window():
+    stored = {**router("stable", 150), **router("canary", 150)}
+    # The canary's model server: pod a (since before the step) replaced 20 s into it by pod b.
+    old = [(t, 10.0 + i) for i, t in enumerate(x for x in range(int(STEP) - 60, int(STEP) + 21, 15))]
+    new = [(STEP + 25 + 15 * i, 2.0 * (i + 1)) for i in range(3)]
+    stored[sel("rejected", "canary")] = [({"pod": "a"}, old), ({"pod": "b"}, new)]
+    obs = Analyzer(StoredPrometheus(stored)).observe(rollout(), NOW)
+    # Pod a: 1 from its first scrape in the step (STEP) to its last (STEP+15); pod b: all 6.
+    assert obs.canary.rejected == 1.0 + 6.0
+    # The window ends at pod b's last scrape (STEP+55), not at pod a's (STEP+15): 55 s at 10 req/s.
+    assert obs.canary.requests == pytest.approx(550.0)
+
+
+def test_counts_of_targets_scraped_at_different_moments_are_cut_to_one_window():
+    # The router is scraped at STEP+15i, the canary's model server 7 s later: every count is taken over
+    # the same seconds, from the latest first scrape (the server's, STEP+7) to the earliest last one
+    # (the server's, STEP+52), the router's counters interpolated at those instants.
+    stored = {**router("stable", 150), **router("canary", 150)}
+    latency = LOCAL.selector(LOCAL.latency.selector, "canary")
+    stored[latency] = [({"le": "+Inf"}, counter(0, 150, since=STEP - 300 + 7))]
+    obs = Analyzer(StoredPrometheus(stored)).observe(rollout(), NOW)
+    # 45 s at 10 req/s on both (each counted over its own scrapes: 600 routed, 450 timed).
+    assert obs.canary.requests == pytest.approx(450.0)
+    assert obs.canary.latency.count == pytest.approx(450.0)
+
+
+def _misaligned_aa_rejects(seed: int, common: bool) -> bool:
+    """One A/A rollout step at 10% through per-arm scrape targets 15 s apart in phase, shared bursts."""
+    from mlship.canary import stats
+    from mlship.canary.analysis import common_window, step_counter
+
+    rng = np.random.default_rng(seed)
+    dt, horizon, scrape, weight = 0.5, 600.0, 15.0, 0.10
+    t = np.arange(int(horizon / dt)) * dt
+    burst = (((t + rng.uniform(0, 120)) % 120) < 10) * 0.2 + 0.005
+    requests = {
+        arm: rng.poisson(50 * share * dt, t.size) for arm, share in (("c", weight), ("s", 1 - weight))
+    }
+    errors = {arm: np.cumsum(rng.binomial(n, burst)) for arm, n in requests.items()}
+    phases = {"c": rng.uniform(0, scrape), "s": rng.uniform(0, scrape)}
+    scrapes = {arm: np.arange(phases[arm], horizon, scrape) for arm in phases}
+    samples = {arm: [(s, float(errors[arm][int(s / dt)])) for s in scrapes[arm]] for arm in phases}
+    for look in np.arange(30.0, horizon, scrape):
+        seen = {arm: [(s, v) for s, v in samples[arm] if s <= look - 1.0] for arm in phases}
+        counters = {arm: step_counter([(-1.0, 0.0), *seen[arm]], 0.0) for arm in phases}
+        if any(c is None for c in counters.values()):
+            continue
+        if common:
+            start, end = common_window(c for c in counters.values() if c is not None)
+            counts = {arm: c.at(end) - c.at(start) for arm, c in counters.items() if c is not None}
+        else:
+            counts = {arm: c.points[-1][1] for arm, c in counters.items() if c is not None}
+        test = stats.share_test(counts["c"], counts["s"], canary_share=weight, ratio_limit=1.5, alpha=0.0025)
+        if test.rejected:
+            return True
+    return False
+
+
+def test_an_identical_canary_scraped_out_of_phase_is_not_rejected_once_counts_share_a_window():
+    # The review's repro (issue 12): 9 of 100 A/A steps rejected when each arm was counted over its own
+    # scrapes; with the common window, none (the e-value test's level is 0.25 %).
+    assert sum(_misaligned_aa_rejects(seed, common=True) for seed in range(100)) <= 2
+    assert sum(_misaligned_aa_rejects(seed, common=False) for seed in range(100)) >= 4  # the bug, seen

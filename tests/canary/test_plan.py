@@ -62,3 +62,26 @@ def test_plan_command_prints_the_plan_as_json(tmp_path, monkeypatch):
     plan = json.loads(result.stdout)
     assert plan["expires"] is True and plan["rps"] == 2.0
     assert [s["fits"] for s in plan["steps"]] == [False, False, True, True]  # 600 s a step by default
+    # The paths respect max_step_seconds (issue 12 review item 4): no promotion time for a plan that
+    # expires, and the first step expires after 600 s before the errors test has its requests.
+    assert plan["seconds_to_promote"] is None
+    assert (plan["expires_at_weight"], plan["expires_after_seconds"]) == (5, 600.0)
+    assert plan["detection_expires"] is True
+
+
+def test_plan_command_says_where_a_starved_rollout_expires_not_when_it_would_promote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["canary", "plan", "--rps", "2"])
+    assert result.exit_code == 0, result.output
+    assert "promoted after" not in result.stdout and "rolled back at the first step" not in result.stdout
+    assert "expires at step 5% after ~600s" in result.stdout
+    assert "its first step expires after 600s" in result.stdout
+
+
+def test_a_later_step_that_expires_is_reached_after_the_earlier_steps_time():
+    plan = make_plan(CanaryConfig(max_step_seconds=300), 10.0)  # 5 % step: 400 s for 200 requests
+    assert (plan.expires_at_weight, plan.expires_after_seconds, plan.seconds_to_promote) == (5, 300.0, None)
+    plan = make_plan(CanaryConfig(max_step_seconds=300), 10.0, steps=[50, 10, 100])  # 40 s, then 200 s fits
+    assert plan.expires_at_weight is None and plan.seconds_to_promote == 240.0
+    plan = make_plan(CanaryConfig(max_step_seconds=300), 5.0, steps=[50, 10, 100])  # 80 s, then 400 s
+    assert (plan.expires_at_weight, plan.expires_after_seconds) == (10, 380.0)

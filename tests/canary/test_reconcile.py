@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mlship.canary import reconcile
-from mlship.canary.analysis import LOCAL, Analyzer
+from mlship.canary.analysis import LOCAL, LOOKBACK_S, Analyzer
 from mlship.canary.backend import Routing
 from mlship.canary.controller import Controller
 from mlship.canary.observation import INF, Histogram, Observation, RoleCounts
@@ -226,7 +226,8 @@ def test_the_analysis_counts_the_step_from_the_repair(world):
 
     Analyzer(Recording(), LOCAL).observe(state, clock() + 40)  # type: ignore[arg-type]
     step_query = LOCAL.selector(LOCAL.requests.alternatives[0][0], "canary")
-    assert (step_query, 41) in windows  # 40 s since the repair (+1 s), not 340 s since the step opened
+    # 40 s since the repair (+1 s, + the lookback before it), not 340 s since the step opened
+    assert (step_query, 41 + LOOKBACK_S) in windows
 
 
 def test_mirroring_lost_in_the_shadow_phase_is_turned_back_on(world):
@@ -476,3 +477,39 @@ def test_a_runner_for_another_environment_is_refused_and_touches_nothing(world):
     with pytest.raises(RefusedError, match="runs on `local`, not `prod`: pass `--env local`"):
         controller.tick()
     assert backend.calls == []
+
+
+def test_a_new_step_opens_once_the_router_took_its_weight(world):
+    """Issue 12 review item 7: traffic routed at the old weight while set_weight runs is not the step's."""
+    controller, backend, analyzer, clock = world
+    rollout(controller, backend)
+    applied_at = []
+
+    def slow_set_weight(weight: int) -> None:  # a route update that takes 4 s to apply
+        clock.advance(4)
+        backend.route = replace(backend.route, weight=weight, shadow=False)
+        applied_at.append(clock())
+
+    backend.set_weight = slow_set_weight  # type: ignore[method-assign]
+    analyzer.step_samples = 10_000.0  # enough evidence to advance
+    clock.advance(30)
+    state, verdict = controller.tick()
+    assert verdict.decision == "advance" and state.weight == 50
+    assert state.step_started_at == applied_at[-1] == state.history[-1].started_at
+
+
+def test_a_repaired_step_opens_once_the_repair_returned(world):
+    controller, backend, _analyzer, clock = world
+    rollout(controller, backend)
+    clock.advance(300)
+    backend.edit(weight=0)
+    set_weight = backend.set_weight
+
+    def slow_set_weight(weight: int) -> None:  # a route update that takes 3 s to apply
+        clock.advance(3)
+        set_weight(weight)
+
+    backend.set_weight = slow_set_weight  # type: ignore[method-assign]
+    before = clock()
+    state, _ = controller.tick()
+    assert backend.route.weight == 10 and state.step_started_at == before + 3
