@@ -68,7 +68,7 @@ test: setup lint checkov-venv ## the whole test suite: lint, pytest (all folders
 	@# longer of the two, not their sum. Its log is printed when both are done; either failing fails the target.
 	@echo "Molecule scenarios run in the background: .mlship/reports/molecule.log"
 	@$(MAKE) --no-print-directory test-ansible > .mlship/reports/molecule.log 2>&1 & molecule=$$!; \
-	  pytest_rc=0; $(BIN)/pytest --junitxml=.mlship/reports/junit.xml || pytest_rc=$$?; \
+	  pytest_rc=0; $(BIN)/pytest --durations=30 --junitxml=.mlship/reports/junit.xml || pytest_rc=$$?; \
 	  molecule_rc=0; wait $$molecule || molecule_rc=$$?; \
 	  cat .mlship/reports/molecule.log; \
 	  echo "pytest exit $$pytest_rc, Molecule exit $$molecule_rc"; \

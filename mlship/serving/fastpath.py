@@ -65,6 +65,10 @@ class PredictApp:
     shadow: ShadowMirror | None = None
     skew_check_every: int = 20  # every Nth request's rows are re-checked offline
     skew_batch_rows: int = 32  # ... in one DataFrame per this many rows (pandas costs per call, not per row)
+    # ... or as soon as the oldest waiting row is this old: at 2 req/s a full batch would take 5 minutes
+    # and the skew alert would have nothing to judge for a new version's first minutes.
+    skew_max_wait_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic  # the skew check's clock (tests move it)
     max_body_bytes: int = names.MAX_REQUEST_BYTES
     on_prediction: list[PredictionHook] = field(default_factory=list)
     runtime: ModelRuntime | None = None  # set by ``load``; until then the endpoints answer 503
@@ -82,6 +86,7 @@ class PredictApp:
         self._count = 0
         self._skew_rows: list[dict[str, Any]] = []
         self._skew_raw: list[np.ndarray] = []
+        self._skew_since = 0.0  # monotonic time the oldest waiting row was sampled
 
     def load(self, runtime: ModelRuntime) -> None:
         self.runtime = runtime
@@ -218,9 +223,12 @@ class PredictApp:
         else:
             self.hot.observe_rows(raw, predictions, path)
         if self._count % self.skew_check_every == 0:
+            now = self.clock()
+            if not self._skew_rows:
+                self._skew_since = now
             self._skew_rows.extend(rows)
             self._skew_raw.append(raw)
-            if len(self._skew_rows) >= self.skew_batch_rows:
+            if len(self._skew_rows) >= self.skew_batch_rows or now - self._skew_since >= self.skew_max_wait_s:
                 self._skew_check()
         self._count += 1
         if self.shadow is not None:

@@ -80,3 +80,22 @@ def test_serving_side_input_handling_that_drifts_is_counted_as_skew(served, mode
     rows = rows_of(heldout[0].iloc[:10])
     assert client.post(names.ENDPOINT_PREDICT_BATCH, json={"instances": rows}).status_code == 200
     assert metric(names.METRIC_SKEW_MISMATCHES, model_version=version) >= before + 9
+
+
+def test_at_low_traffic_the_skew_check_runs_once_its_oldest_row_waited(served, models, heldout, monkeypatch):
+    """At 2 req/s a full batch of sampled rows takes minutes; the check must not wait for it, or the skew
+    alert has nothing to judge while a new version takes its first traffic."""
+    module, client = served
+    version = models["baseline"].version
+    monkeypatch.setattr(module.FAST, "skew_check_every", 1)
+    module.FAST.flush_skew_check()  # rows sampled by earlier tests
+    clock = [1000.0]
+    monkeypatch.setattr(module.FAST, "clock", lambda: clock[0])
+    checks = metric(names.METRIC_SKEW_CHECKS, model_version=version)
+    rows = rows_of(heldout[0].iloc[:3])
+    for row in rows[:2]:  # two rows, far below the default batch: nothing checked yet
+        assert client.post(names.ENDPOINT_PREDICT, json=row).status_code == 200
+    assert metric(names.METRIC_SKEW_CHECKS, model_version=version) == checks
+    clock[0] += module.FAST.skew_max_wait_s  # the oldest waiting row is now old enough
+    assert client.post(names.ENDPOINT_PREDICT, json=rows[2]).status_code == 200
+    assert metric(names.METRIC_SKEW_CHECKS, model_version=version) == checks + 3
