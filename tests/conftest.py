@@ -200,7 +200,7 @@ def local_env(models, tmp_path_factory) -> Iterator[LocalEnv]:
         if time.monotonic() > deadline:
             raise RuntimeError("the shadow phase did not end in 180 s under 20 req/s")
         time.sleep(2)
-    handle.covers = {"canary", "rollout", "shadow", "rejections", "outcomes", "rejected-outcomes"}
+    handle.covers = {"canary", "rollout", "shadow", "rejections", "outcomes", "rejected-outcomes", "router"}
     time.sleep(5)
     try:
         yield handle

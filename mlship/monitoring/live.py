@@ -34,6 +34,8 @@ NEEDS_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     # outcomes sent to /feedback (mlship load's outcome share), some refused (its duplicates)
     ("outcomes", re.compile(r"mlship_outcome|mlship:online_")),
     ("rejected-outcomes", re.compile(re.escape(names.METRIC_FEEDBACK_REJECTED))),
+    # the local router (HAProxy's exporter); on Kubernetes the Gateway routes and nothing scrapes HAProxy
+    ("router", re.compile(rf'job="{names.JOB_ROUTER}"|\bhaproxy_')),
 )
 
 

@@ -45,8 +45,9 @@ MODEL = "diabetes-regressor"
 # Produced only by local components: the rollout's state (the runner's textfile for the local node
 # exporter) and application-level mirroring (the local stable server). On Kubernetes the gateway mirrors
 # and the canary's server counts the mirrored calls (kubernetes_queries shadow_*). Outcomes too: the
-# Gateway routes no /feedback and no store runs in the cluster yet (docs/feedback.md, Limits).
-LOCAL_ONLY = frozenset({"rollout", "shadow", "outcomes", "rejected-outcomes"})
+# Gateway routes no /feedback and no store runs in the cluster yet (docs/feedback.md, Limits). And the
+# router's own series (HAProxy's exporter): on Kubernetes the Gateway routes, read by the runner instead.
+LOCAL_ONLY = frozenset({"rollout", "shadow", "outcomes", "rejected-outcomes", "router"})
 COVERS = frozenset({"canary", "rejections"})
 DEADLINE_S = 150
 
