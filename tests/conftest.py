@@ -33,6 +33,45 @@ def trained() -> dict[str, object]:
     return {v: training.train(v, seed=42, test_size=0.2, name=MODEL_NAME) for v in training.VARIANTS}
 
 
+# Figures the tests write for `mlship score` (tests/mltest, tests/feedback): beside the JUnit report.
+@pytest.fixture(scope="session")
+def figures_dir(request, tmp_path_factory) -> Path:
+    from mlship.score import artifacts
+
+    xml = request.config.getoption("xmlpath", default=None)
+    folder = (
+        Path(xml).resolve().parent / artifacts.FIGURES_DIR
+        if xml
+        else tmp_path_factory.mktemp(artifacts.FIGURES_DIR)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def record_figure(figures_dir, request):
+    """record_figure(name, payload, verdict=..., proxy_reason=None): write ``<figures>/<name>.json``.
+
+    ``verdict`` is the test's own conclusion about the property ("passed", "failed", "proxy"); write the
+    figure before asserting, so a failing test leaves its figures behind for a reader.
+    """
+
+    from mlship.score import artifacts
+
+    def record(name: str, payload: dict, *, verdict: str, proxy_reason: str | None = None) -> Path:
+        return artifacts.write_figure(
+            figures_dir,
+            name,
+            test=request.node.nodeid,
+            payload=payload,
+            verdict=verdict,
+            proxy_reason=proxy_reason,
+            root=Path(str(request.config.rootpath)),
+        )
+
+    return record
+
+
 REVIEWER = "reviewer@tests.invalid"
 
 

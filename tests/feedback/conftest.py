@@ -30,28 +30,3 @@ def valid_row(service_module) -> dict:
         f.name: (f.allowed[0] if isinstance(f, CategoricalFeature) else round((f.minimum + f.maximum) / 2, 3))
         for f in service_module.SCHEMA.features
     }
-
-
-@pytest.fixture
-def record_figure(request, tmp_path_factory):
-    """record_figure(name, payload, verdict=...): write ``<junit dir>/mltest/<name>.json`` with the
-    envelope `mlship score` checks (as tests/mltest's fixture of the same name)."""
-    from pathlib import Path
-
-    from mlship.score import artifacts
-
-    xml = request.config.getoption("xmlpath", default=None)
-    folder = Path(xml).resolve().parent / artifacts.FIGURES_DIR if xml else tmp_path_factory.mktemp("figures")
-
-    def record(name: str, payload: dict, *, verdict: str, proxy_reason: str | None = None) -> Path:
-        return artifacts.write_figure(
-            folder,
-            name,
-            test=request.node.nodeid,
-            payload=payload,
-            verdict=verdict,
-            proxy_reason=proxy_reason,
-            root=Path(str(request.config.rootpath)),
-        )
-
-    return record

@@ -8,13 +8,9 @@ the commit, and the test's verdict on the property.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mlship.model import data, features
-from mlship.score import artifacts
-from mlship.score.artifacts import FIGURES_DIR
 
 
 @pytest.fixture(scope="session")
@@ -26,36 +22,6 @@ def split():
 def heldout(split):
     """(held-out raw rows, v1 model matrix, targets) of the split every demo model uses."""
     return split.x_test, features.transform(split.x_test, "v1"), split.y_test
-
-
-@pytest.fixture(scope="session")
-def figures_dir(request, tmp_path_factory) -> Path:
-    xml = request.config.getoption("xmlpath", default=None)
-    folder = Path(xml).resolve().parent / FIGURES_DIR if xml else tmp_path_factory.mktemp(FIGURES_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def record_figure(figures_dir, request):
-    """record_figure(name, payload, verdict=..., proxy_reason=None): write ``<figures>/<name>.json``.
-
-    ``verdict`` is the test's own conclusion about the property ("passed", "failed", "proxy"); write the
-    figure before asserting, so a failing test leaves its figures behind for a reader.
-    """
-
-    def record(name: str, payload: dict, *, verdict: str, proxy_reason: str | None = None) -> Path:
-        return artifacts.write_figure(
-            figures_dir,
-            name,
-            test=request.node.nodeid,
-            payload=payload,
-            verdict=verdict,
-            proxy_reason=proxy_reason,
-            root=Path(str(request.config.rootpath)),
-        )
-
-    return record
 
 
 @pytest.fixture(scope="session")
